@@ -1,0 +1,250 @@
+"""Reading and writing a directory in the U-NEED release format.
+
+    DIR/{train,valid,test}_dialogue.json   list of dialogues
+    DIR/item_kg.txt                         CSV item_id_encrypt,seller_id_encrypt,relation_name,value
+    DIR/user_action.txt                     CSV seller_id_encrypt,user_id_encrypt,item_id_encrypt,actime,action_id
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .schema import ACTION_HEADER, KG_HEADER, SPLITS, Dialogue
+from .validate import ERROR, WARNING, CorpusError, Issue, ValidationReport, check_dialogue, parse_dialogue
+
+log = logging.getLogger(__name__)
+
+CATEGORY_RELATION = "一级类目"
+LEAF_RELATION = "叶子类目"
+
+
+@dataclass
+class Item:
+    item_id: str
+    seller_id: str
+    knowledge: dict[str, list[str]] = field(default_factory=dict)  # relation -> values, file order
+
+    @property
+    def category(self) -> str:
+        """The 一级类目 code, or '' when the item has none."""
+        values = self.knowledge.get(CATEGORY_RELATION)
+        return values[0] if values else ""
+
+    def text(self, max_relations: int | None = None) -> str:
+        """Knowledge as the authors write it for LLMs: '价格区间是高，材质是冰丝、棉质，类目是保暖套装'."""
+        parts = []
+        leaf = None
+        for relation, values in self.knowledge.items():
+            if relation == CATEGORY_RELATION:
+                continue  # a numeric code, no help to a reader
+            if relation == LEAF_RELATION:
+                leaf = "、".join(values)
+                continue
+            parts.append(f"{relation}是{'、'.join(values)}")
+        if max_relations is not None:
+            parts = parts[:max_relations]
+        if leaf:
+            parts.append(f"类目是{leaf}")
+        return "，".join(parts)
+
+
+@dataclass
+class Corpus:
+    """A loaded U-NEED-format directory: dialogues by split, item knowledge, behaviours by user."""
+
+    dialogues: dict[str, list[Dialogue]]
+    items: dict[str, Item]
+    # user_id -> (times sorted ascending, item ids in the same order)
+    behaviours: dict[str, tuple[list[str], list[str]]]
+    report: ValidationReport = field(default_factory=ValidationReport)
+    root: Path | None = None
+
+    def split(self, name: str) -> list[Dialogue]:
+        return self.dialogues.get(name, [])
+
+    def all_dialogues(self) -> Iterator[tuple[str, Dialogue]]:
+        for split in SPLITS:
+            for d in self.dialogues.get(split, []):
+                yield split, d
+
+    @property
+    def domains(self) -> list[str]:
+        seen = {d.domain for _, d in self.all_dialogues()}
+        return sorted(seen)
+
+    def user_behaviours(self, user_id: str, before: str | None = None, limit: int = 50) -> list[str]:
+        """Item ids the user acted on (strictly before `before`, a 'YYYY-MM-DD HH:MM:SS' time), latest last."""
+        times, items = self.behaviours.get(user_id, ([], []))
+        end = bisect.bisect_left(times, before) if before else len(times)
+        return items[max(0, end - limit):end]
+
+    def catalog(self) -> list[str]:
+        """All item ids, in a stable order (the row order of item_kg.txt)."""
+        return list(self.items)
+
+
+def _check_header(path: Path, header: list[str], expected: tuple[str, ...]) -> None:
+    if tuple(h.strip() for h in header) != expected:
+        raise CorpusError(ValidationReport([Issue(path.name, f"header is {header}, expected {list(expected)}",
+                                                  line=1)]), f"{path}: bad CSV header")
+
+
+def _read_csv(path: Path, expected: tuple[str, ...], report: ValidationReport) -> Iterator[tuple[int, list[str]]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        _check_header(path, header, expected)
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(expected) or not all(row[:3]):
+                report.issues.append(Issue(path.name, f"expected {len(expected)} non-empty columns, got {row!r}",
+                                           field=",".join(expected), line=line))
+                report.skipped_rows.append((path.name, line))
+                continue
+            yield line, row
+
+
+def load_items(path: Path, report: ValidationReport) -> dict[str, Item]:
+    items: dict[str, Item] = {}
+    for line, (item_id, seller_id, relation, value) in _read_csv(path, KG_HEADER, report):
+        item = items.get(item_id)
+        if item is None:
+            item = items[item_id] = Item(item_id, seller_id)
+        elif item.seller_id != seller_id:
+            report.issues.append(Issue(path.name, f"item {item_id} listed under sellers {item.seller_id} and "
+                                                  f"{seller_id}", field="seller_id_encrypt", line=line,
+                                       severity=WARNING))
+        item.knowledge.setdefault(relation, []).append(value)
+    return items
+
+
+def load_behaviours(path: Path, report: ValidationReport) -> dict[str, tuple[list[str], list[str]]]:
+    by_user: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for _line, (_seller, user_id, item_id, actime, _action) in _read_csv(path, ACTION_HEADER, report):
+        by_user[user_id].append((actime, item_id))
+    out = {}
+    for user, acts in by_user.items():
+        acts.sort()
+        out[user] = ([t for t, _ in acts], [i for _, i in acts])
+    return out
+
+
+def load_dialogue_file(path: Path, report: ValidationReport, known_items: set[str] | None) -> list[Dialogue]:
+    """Parse and check one dialogue file; invalid dialogues are reported and left out."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        report.issues.append(Issue(path.name, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                                   line=exc.lineno))
+        return []
+    except UnicodeDecodeError as exc:
+        report.issues.append(Issue(path.name, f"not UTF-8 text: {exc}"))
+        return []
+    if not isinstance(raw, list):
+        report.issues.append(Issue(path.name, "the file must hold a JSON list of dialogues"))
+        return []
+    dialogues = []
+    for index, obj in enumerate(raw):
+        dialogue, issues = parse_dialogue(obj, path.name, index)
+        if dialogue is not None:
+            issues = check_dialogue(dialogue, path.name, known_items)
+        report.extend(issues)
+        if dialogue is None or any(i.severity == ERROR for i in issues):
+            sid = dialogue.sid if dialogue is not None else issues[0].sid
+            report.skipped_dialogues.append((path.name, str(sid)))
+            continue
+        dialogues.append(dialogue)
+    return dialogues
+
+
+def load_corpus(root: str | os.PathLike, skip_invalid: bool = False, candidate_seed: int = 42,
+                build_candidates: bool = True) -> Corpus:
+    """Load a U-NEED-format directory.
+
+    With skip_invalid=False any error raises `CorpusError` (its report names file, sid, seq_no, field);
+    with skip_invalid=True the invalid dialogues and rows are left out and listed in `corpus.report`.
+    Missing `rec_item_candidates` are built as the authors did (see `uneed.candidates`).
+    """
+    root = Path(root)
+    report = ValidationReport()
+    if not root.is_dir():
+        raise CorpusError(ValidationReport([Issue(str(root), "no such directory")]), f"{root}: no such directory")
+    missing = [name for name in ("item_kg.txt", "user_action.txt") if not (root / name).is_file()]
+    split_files = {s: root / f"{s}_dialogue.json" for s in SPLITS if (root / f"{s}_dialogue.json").is_file()}
+    if not split_files:
+        missing.append("{train,valid,test}_dialogue.json")
+    if missing:
+        rep = ValidationReport([Issue(str(root / m), "missing file") for m in missing])
+        raise CorpusError(rep, f"{root}: not a U-NEED directory (missing {', '.join(missing)})")
+    for split in SPLITS:
+        if split not in split_files:
+            report.issues.append(Issue(f"{split}_dialogue.json", "missing split file: treated as empty",
+                                       severity=WARNING))
+
+    items = load_items(root / "item_kg.txt", report)
+    behaviours = load_behaviours(root / "user_action.txt", report)
+    known = set(items)
+    dialogues = {s: load_dialogue_file(p, report, known) for s, p in split_files.items()}
+    seen: dict[str, str] = {}
+    for split, ds in dialogues.items():
+        for d in ds:
+            if d.sid in seen:
+                report.issues.append(Issue(f"{split}_dialogue.json", f"sid also in {seen[d.sid]}_dialogue.json",
+                                           field="sid", sid=d.sid, severity=WARNING))
+            seen[d.sid] = split
+
+    if report.errors and not skip_invalid:
+        raise CorpusError(report, f"{root}: {len(report.errors)} validation errors")
+    corpus = Corpus(dialogues=dialogues, items=items, behaviours=behaviours, report=report, root=root)
+    if build_candidates:
+        from .candidates import fill_missing_candidates
+
+        fill_missing_candidates(corpus, seed=candidate_seed)
+    return corpus
+
+
+# ----------------------------------------------------------------------------------------- writing
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory so no half-written file is ever left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_dialogues(path: Path, dialogues: Iterable[Dialogue | dict]) -> None:
+    data = [d.model_dump(exclude_none=True) if isinstance(d, Dialogue) else d for d in dialogues]
+    _atomic_write(Path(path), lambda fh: json.dump(data, fh, ensure_ascii=False, indent=4))
+
+
+def write_csv(path: Path, header: tuple[str, ...], rows: Iterable[Iterable[str]]) -> None:
+    def write(fh):
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    _atomic_write(Path(path), write)
+
+
+def write_items(path: Path, rows: Iterable[tuple[str, str, str, str]]) -> None:
+    write_csv(path, KG_HEADER, rows)
+
+
+def write_behaviours(path: Path, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+    write_csv(path, ACTION_HEADER, rows)

@@ -1,0 +1,106 @@
+"""CRS sequences in the UniMIND style of section 3.3 (and the [LLM] segments of section 3.5).
+
+    X_U = [user] u1 [understand] d1 [system] s1 [understand] d2 ... [user] ui            + Z_U
+    X_A = [user] u1 [understand] d1 [elicit] a1 [system] s1 [understand] d2 ... [user] ui + Z_A
+    X_R = [user] u1 [understand] d1 [recommend] e1 [system] s1 ... [user] ui
+    X_G = [user] u1 [understand] d1 [system] s1 ... [user] ui [elicit] a [recommend] e   + Z_G
+
+[elicit] a_j goes just before the staff question that asks a_j, [recommend] e_j just before the
+staff turn that recommends e_j. The prompt comes last, so that truncating the source from the left
+(keeping the latest turns) never cuts it. X'_* append '[LLM] <the LLM's prediction>'; for
+recommendation the LLM's item enters the user representation instead (equation 4), so it travels
+as `llm_item`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from ..corpus import Item
+from .samples import TaskSample, Utterance
+from .text import format_keys, format_tags
+
+USER, SYSTEM, UNDERSTAND, ELICIT, RECOMMEND, LLM = (
+    "[user]", "[system]", "[understand]", "[elicit]", "[recommend]", "[LLM]")
+SPECIAL_TOKENS = [USER, SYSTEM, UNDERSTAND, ELICIT, RECOMMEND, LLM]
+PROMPTS = {
+    "understand": "Identify attributes and values:",
+    "elicit": "Select an attribute to ask:",
+    "respond": "Generate a response:",
+}
+
+
+@dataclass
+class CRSExample:
+    key: str
+    task: str
+    domain: str
+    source: str
+    target: str  # generation target; '' for recommendation
+    gold_item: str | None = None
+    candidates: list[str] = field(default_factory=list)
+    behaviours: list[str] = field(default_factory=list)
+    llm_item: str | None = None
+
+
+def item_short(item_id: str, items: Mapping[str, Item]) -> str:
+    """A recommended item inside a sequence: its first knowledge facts, or its id when unknown."""
+    item = items.get(item_id)
+    text = item.text(max_relations=2) if item is not None else ""
+    return text or item_id
+
+
+def render_history(context: Sequence[Utterance], task: str, items: Mapping[str, Item]) -> str:
+    parts = []
+    for u in context:
+        if u.speaker == "用户":
+            parts.append(f"{USER}{u.text}")
+        else:
+            if task == "elicit" and u.asked:
+                parts.append(f"{ELICIT}{format_keys(u.asked)}")
+            if task == "recommend" and u.items:
+                parts.append(f"{RECOMMEND}{'、'.join(item_short(i, items) for i in u.items)}")
+            parts.append(f"{SYSTEM}{u.text}")
+        if u.tags:
+            parts.append(f"{UNDERSTAND}{format_tags(u.tags)}")
+    return "".join(parts)
+
+
+def llm_segment(task: str, prediction) -> str:
+    if prediction is None or task == "recommend":
+        return ""
+    if task == "understand" and not isinstance(prediction, str):
+        prediction = format_tags(prediction)
+    elif task == "elicit" and not isinstance(prediction, str):
+        prediction = format_keys(prediction)
+    return f"{LLM}{prediction}"
+
+
+def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=None) -> CRSExample:
+    """The UniMIND-style sequence of one sample, optionally with the LLM's prediction for it."""
+    task = sample.task
+    source = render_history(sample.context, task, items)
+    target = ""
+    gold_item = None
+    llm_item = None
+    if task == "understand":
+        tag = USER if sample.current.speaker == "用户" else SYSTEM
+        source += f"{tag}{sample.current.text}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
+        target = format_tags(sample.target)
+    elif task == "elicit":
+        source += f"{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
+        target = format_keys(sample.target)
+    elif task == "recommend":
+        gold_item = sample.target
+        if llm_prediction:
+            llm_item = llm_prediction if isinstance(llm_prediction, str) else llm_prediction[0]
+    elif task == "respond":
+        asked = format_tags(sample.asked)
+        goods = "、".join(item_short(i, items) for i in sample.items)
+        source += f"{ELICIT}{asked}{RECOMMEND}{goods}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
+        target = sample.target
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return CRSExample(key=sample.key, task=task, domain=sample.domain, source=source, target=target,
+                      gold_item=gold_item, candidates=list(sample.candidates), behaviours=list(sample.behaviours),
+                      llm_item=llm_item)
