@@ -179,14 +179,14 @@ def load_corpus(root: str | os.PathLike, skip_invalid: bool = False, candidate_s
     root = Path(root)
     report = ValidationReport()
     if not root.is_dir():
-        raise CorpusError(ValidationReport([Issue(str(root), "no such directory")]), f"{root}: no such directory")
+        raise CorpusError(ValidationReport([Issue(str(root), "no such directory")]), "cannot load the corpus")
     missing = [name for name in ("item_kg.txt", "user_action.txt") if not (root / name).is_file()]
     split_files = {s: root / f"{s}_dialogue.json" for s in SPLITS if (root / f"{s}_dialogue.json").is_file()}
     if not split_files:
         missing.append("{train,valid,test}_dialogue.json")
     if missing:
         rep = ValidationReport([Issue(str(root / m), "missing file") for m in missing])
-        raise CorpusError(rep, f"{root}: not a U-NEED directory (missing {', '.join(missing)})")
+        raise CorpusError(rep, f"{root} is not a U-NEED directory")
     for split in SPLITS:
         if split not in split_files:
             report.issues.append(Issue(f"{split}_dialogue.json", "missing split file: treated as empty",

@@ -65,10 +65,12 @@ class ValidationReport:
         lines = [str(i) for i in self.errors[:limit]]
         if len(self.errors) > limit:
             lines.append(f"... and {len(self.errors) - limit} more errors")
-        warn_kinds = Counter(i.message.split(":")[0] for i in self.warnings)
-        for kind, n in warn_kinds.most_common():
-            lines.append(f"warning x{n}: {kind}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.warning_summary())
+
+    def warning_summary(self) -> list[str]:
+        """Warnings grouped by kind (the text before the first colon), most frequent first."""
+        kinds = Counter(i.message.split(":")[0] for i in self.warnings)
+        return [f"warning x{n}: {kind}" for kind, n in kinds.most_common()]
 
 
 class CorpusError(PresalesError):

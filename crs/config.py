@@ -1,0 +1,121 @@
+"""The configuration of the unified CRS (section 3.3): its BART, its recommender, how it decodes.
+
+A `CRSConfig` is saved with every model as `crs_config.json`; loading a model rebuilds exactly the
+architecture and input path it was trained with (`use_llm` records whether it saw `[LLM]` inputs
+and LLM items, section 3.5, so inference takes the same path).
+
+Presets: `default` (d_model 256, 3+3 layers: trains on two CPU cores in minutes) and `tiny`
+(for tests: d_model 64, 1+1 layers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uneed.errors import PresalesError
+
+BEHAVIOUR_ENCODERS = ("attention", "gru", "mean", "none")
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+ITEM_INITS = ("svd", "random")
+
+
+class CRSConfigError(PresalesError, ValueError):
+    """A bad CRS configuration value."""
+
+
+@dataclass
+class CRSConfig:
+    # --- the sequence-to-sequence model (ignored for the architecture when base_model is set)
+    d_model: int = 256
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    attention_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    max_position: int = 512
+    base_model: str | None = None  # a local BART / CPT checkpoint directory, instead of the embedded BART
+    # --- inputs and outputs
+    max_source_len: int = 256  # tokens; longer sources lose their oldest turns (truncated from the left)
+    max_target_len: int = 64
+    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"understand": 48, "elicit": 24, "respond": 64})
+    num_beams: int = 1
+    # --- the recommender (equations 2-5)
+    item_dim: int = 128
+    behaviour_encoder: str = "attention"  # attention | gru | mean | none
+    max_behaviours: int = 50
+    item_init: str = "svd"  # svd: truncated SVD of item knowledge + behaviour co-occurrence; random: N(0, 0.02)
+    cooccurrence_weight: float = 0.5  # weight of the user-item columns next to the knowledge columns in the SVD
+    use_llm: bool = False  # trained with [LLM] segments and the LLM's item in the user representation
+    # --- the FAISS index used at inference
+    index: str = "flat"  # flat (exact inner product) | ivf | hnsw (approximate, for large catalogs)
+    ivf_nlist: int = 0  # 0: about 4*sqrt(N)
+    ivf_nprobe: int = 32
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.behaviour_encoder not in BEHAVIOUR_ENCODERS:
+            raise CRSConfigError(f"behaviour_encoder must be one of {BEHAVIOUR_ENCODERS}, got {self.behaviour_encoder!r}")
+        if self.index not in INDEX_KINDS:
+            raise CRSConfigError(f"index must be one of {INDEX_KINDS}, got {self.index!r}")
+        if self.item_init not in ITEM_INITS:
+            raise CRSConfigError(f"item_init must be one of {ITEM_INITS}, got {self.item_init!r}")
+        for name in ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "max_position",
+                     "max_source_len", "max_target_len", "item_dim", "num_beams"):
+            if int(getattr(self, name)) < 1:
+                raise CRSConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.d_model % self.attention_heads:
+            raise CRSConfigError(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
+        if self.base_model is None and self.max_source_len + 2 > self.max_position:
+            raise CRSConfigError(f"max_source_len ({self.max_source_len}) + 2 exceeds max_position ({self.max_position})")
+        if not 0 <= self.dropout < 1:
+            raise CRSConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    # ------------------------------------------------------------------------------------ io
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CRSConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise CRSConfigError(f"unknown CRS config field(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CRSConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CRSConfigError(f"{path}: missing CRS config") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CRSConfigError(f"{path}: corrupt CRS config ({exc})") from None
+        if not isinstance(data, dict):
+            raise CRSConfigError(f"{path}: corrupt CRS config (not a JSON object)")
+        return cls.from_dict(data)
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "tiny": dict(d_model=64, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=128, max_position=256,
+                 max_source_len=192, max_target_len=32, item_dim=32,
+                 max_new_tokens={"understand": 24, "elicit": 12, "respond": 24}),
+}
+
+
+def preset(name: str, **overrides) -> CRSConfig:
+    if name not in PRESETS:
+        raise CRSConfigError(f"unknown CRS preset {name!r}; choose from {sorted(PRESETS)}")
+    values = dict(PRESETS[name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return CRSConfig.from_dict(values)

@@ -1,0 +1,172 @@
+"""`presales`: the command line of the project. Every command has --help.
+
+    presales data validate DIR [--skip-invalid]     check a U-NEED-format directory
+    presales data stats DIR [--json]                dialogues, turns, act tags, attributes, items, behaviours
+    presales data synth --out DIR --scale small     write the embedded corpus
+    presales data baselines DIR                     lexicon / majority / popularity baselines on a split
+    presales train crs|llm-base|llm ARGS            training scripts (each has its own --help)
+
+Errors a user can fix are printed as one clear message with a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from uneed.errors import PresalesError
+
+app = typer.Typer(help="CRS and LLM for e-commerce pre-sales dialogue (U-NEED).", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="U-NEED-format data: validate, stats, synthesize, baselines.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the models (each subcommand has its own --help).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------- data
+@data_app.command("validate")
+def data_validate(
+    directory: Path = typer.Argument(..., help="A directory in the U-NEED release format."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Load the valid rest and report what was skipped."),
+    show: int = typer.Option(20, help="How many issues to print."),
+) -> None:
+    """Check every file of DIR: schema, act tags, sender types, spans, seq_no order, item ids."""
+    from uneed.corpus import load_corpus
+
+    corpus = load_corpus(directory, skip_invalid=skip_invalid)
+    report = corpus.report
+    sizes = ", ".join(f"{s} {len(corpus.split(s))}" for s in ("train", "valid", "test"))
+    console.print(f"OK {directory}: dialogues {sizes}; items {len(corpus.items)}; "
+                  f"behaviour users {len(corpus.behaviours)}")
+    if report.skipped_dialogues or report.skipped_rows:
+        console.print(f"skipped {len(report.skipped_dialogues)} invalid dialogues and "
+                      f"{len(report.skipped_rows)} invalid rows:")
+        for issue in report.errors[:show]:
+            console.print(f"  {issue}", markup=False)
+    if report.warnings:
+        console.print(f"{len(report.warnings)} warnings:")
+        for line in report.warning_summary():
+            console.print(f"  {line}", markup=False)
+
+
+@data_app.command("stats")
+def data_stats(
+    directory: Path = typer.Argument(..., help="A directory in the U-NEED release format."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Count only the valid dialogues."),
+) -> None:
+    """Dialogues, turns, act tags, attributes, items and behaviours, overall and per category."""
+    from uneed.corpus import load_corpus
+    from uneed.stats import corpus_stats
+
+    stats = corpus_stats(load_corpus(directory, skip_invalid=skip_invalid))
+    if as_json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    groups = list(stats)
+    table = Table(title=f"U-NEED statistics of {directory}")
+    table.add_column("")
+    for g in groups:
+        table.add_column(g, justify="right")
+    rows = list(dict.fromkeys(k for g in groups for k in stats[g]))
+    for row in rows:
+        table.add_row(row, *[str(stats[g].get(row, "")) for g in groups])
+    console.print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", help="Directory to write (created if missing)."),
+    scale: str = typer.Option("small", help="tiny | small | full (full = the release's sizes)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed writes the same bytes."),
+) -> None:
+    """Write the embedded U-NEED-format corpus."""
+    from uneed.synth import SCALES, synthesize
+
+    if scale not in SCALES:
+        raise PresalesError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    counts = synthesize(out, scale=scale, seed=seed)
+    console.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@data_app.command("baselines")
+def data_baselines(
+    directory: Path = typer.Argument(..., help="A directory in the U-NEED release format."),
+    split: str = typer.Option("test", help="Split to score: train | valid | test."),
+) -> None:
+    """Train-set lexicon matcher, majority elicitor and popularity recommender on SPLIT."""
+    from uneed.baselines import evaluate_baselines
+    from uneed.corpus import load_corpus
+
+    results = evaluate_baselines(load_corpus(directory), split)
+    print(json.dumps(results, ensure_ascii=False, indent=2))
+
+
+# ------------------------------------------------------------------------------------------ train
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+TRAIN_SCRIPTS = {
+    "crs": ("training.crs", "Train the unified CRS (section 3.3; with --llm-predictions, section 3.5)."),
+    "llm-base": ("training.llm_base", "Pre-train the embedded causal LM on the corpus text."),
+    "llm": ("training.llm", "LoRA instruction tuning of the LLM (section 3.2; --crs-predictions: 3.4)."),
+}
+
+
+def _run_script(module: str, argv: list[str]) -> None:
+    code = importlib.import_module(module).main(argv)
+    if code:
+        raise typer.Exit(code)
+
+
+for _name, (_module, _help) in TRAIN_SCRIPTS.items():
+    def _command(ctx: typer.Context, _module: str = _module) -> None:
+        _run_script(_module, list(ctx.args))
+
+    train_app.command(_name, help=_help + " Run with --help for its arguments.",
+                      context_settings=PASSTHROUGH)(_command)
+
+
+# ------------------------------------------------------------------------------------------- main
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False, prog_name="presales")
+    except PresalesError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except FileNotFoundError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        err_console.print(f"internal error: {type(exc).__name__}: {exc} (set PRESALES_DEBUG=1 for the traceback)",
+                          markup=False)
+        if __import__("os").environ.get("PRESALES_DEBUG"):
+            raise
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

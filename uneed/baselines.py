@@ -1,0 +1,98 @@
+"""Simple baselines that every learned model has to beat, fit on the train split only.
+
+    LexiconMatcher         understanding: the surface strings annotated in train, matched longest first
+    MajorityElicitor       elicitation: the attribute asked most often in the domain
+    PopularityRecommender  recommendation: candidates ranked by how often users acted on them
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Iterable, Sequence
+
+from .corpus import Corpus
+from .metrics import evaluate, rank_of
+from .tasks.samples import TaskSample, build_samples
+from .tasks.text import split_tag
+
+
+class LexiconMatcher:
+    """Tags every train-annotated value string found in the text with its most frequent attribute."""
+
+    def __init__(self, min_len: int = 1):
+        self.min_len = min_len
+        self.keys: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))  # domain->value->keys
+
+    def fit(self, samples: Iterable[TaskSample]) -> "LexiconMatcher":
+        for s in samples:
+            if s.task != "understand":
+                continue
+            for tag in s.target:
+                key, value = split_tag(tag)
+                if len(value) >= self.min_len:
+                    self.keys[s.domain][value][key] += 1
+        return self
+
+    def predict(self, text: str, domain: str) -> list[str]:
+        lexicon = self.keys.get(domain, {})
+        found: list[tuple[int, int, str]] = []
+        # Longest match first; a shorter string inside an accepted match is not tagged again.
+        for value in sorted(lexicon, key=len, reverse=True):
+            start = text.find(value)
+            while start != -1:
+                end = start + len(value)
+                if not any(s < end and start < e for s, e, _ in found):
+                    found.append((start, end, value))
+                start = text.find(value, start + 1)
+        found.sort()
+        tags = [f"{lexicon[v].most_common(1)[0][0]}：{v}" for _, _, v in found]
+        return list(dict.fromkeys(tags))
+
+
+class MajorityElicitor:
+    def __init__(self):
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+
+    def fit(self, samples: Iterable[TaskSample]) -> "MajorityElicitor":
+        for s in samples:
+            if s.task == "elicit":
+                self.counts[s.domain].update(s.target)
+        return self
+
+    def predict(self, domain: str) -> list[str]:
+        common = self.counts.get(domain)
+        return [common.most_common(1)[0][0]] if common else []
+
+
+class PopularityRecommender:
+    def __init__(self):
+        self.counts: Counter = Counter()
+
+    def fit(self, corpus: Corpus) -> "PopularityRecommender":
+        for _times, items in corpus.behaviours.values():
+            self.counts.update(items)
+        for s in build_samples(corpus, "train", ["recommend"]):
+            self.counts[s.target] += 1
+        return self
+
+    def rank(self, candidates: Sequence[str]) -> list[str]:
+        return sorted(candidates, key=lambda i: (-self.counts[i], i))
+
+
+def evaluate_baselines(corpus: Corpus, split: str = "test") -> dict[str, dict]:
+    """Metrics of the three baselines on `split`, fit on train; {'understand': {...}, ...}."""
+    train = build_samples(corpus, "train", ["understand", "elicit"])
+    lexicon = LexiconMatcher().fit(train)
+    majority = MajorityElicitor().fit(train)
+    popularity = PopularityRecommender().fit(corpus)
+    samples = build_samples(corpus, split, ["understand", "elicit", "recommend"])
+    out = {}
+    und = [s for s in samples if s.task == "understand"]
+    out["understand"] = evaluate("understand", [lexicon.predict(s.current.text, s.domain) for s in und],
+                                 [s.target for s in und], [s.domain for s in und])
+    eli = [s for s in samples if s.task == "elicit"]
+    out["elicit"] = evaluate("elicit", [majority.predict(s.domain) for s in eli], [s.target for s in eli],
+                             [s.domain for s in eli])
+    rec = [s for s in samples if s.task == "recommend" and s.candidates]
+    out["recommend"] = evaluate("recommend", [rank_of(s.target, popularity.rank(s.candidates)) for s in rec],
+                                [None] * len(rec), [s.domain for s in rec])
+    return out
