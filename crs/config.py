@@ -4,7 +4,7 @@ A `CRSConfig` is saved with every model as `crs_config.json`; loading a model re
 architecture and input path it was trained with (`use_llm` records whether it saw `[LLM]` inputs
 and LLM items, section 3.5, so inference takes the same path).
 
-Presets: `default` (d_model 256, 3+3 layers: trains on two CPU cores in minutes) and `tiny`
+Presets: `default` (d_model 256, 2+2 layers, FFN 512: trains on two CPU cores in minutes) and `tiny`
 (for tests: d_model 64, 1+1 layers).
 """
 from __future__ import annotations
@@ -29,17 +29,17 @@ class CRSConfigError(PresalesError, ValueError):
 class CRSConfig:
     # --- the sequence-to-sequence model (ignored for the architecture when base_model is set)
     d_model: int = 256
-    encoder_layers: int = 3
-    decoder_layers: int = 3
+    encoder_layers: int = 2
+    decoder_layers: int = 2
     attention_heads: int = 4
-    ffn_dim: int = 1024
+    ffn_dim: int = 512
     dropout: float = 0.1
     max_position: int = 512
     base_model: str | None = None  # a local BART / CPT checkpoint directory, instead of the embedded BART
     # --- inputs and outputs
-    max_source_len: int = 256  # tokens; longer sources lose their oldest turns (truncated from the left)
-    max_target_len: int = 64
-    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"understand": 48, "elicit": 24, "respond": 64})
+    max_source_len: int = 160  # tokens; longer sources lose their oldest turns (truncated from the left)
+    max_target_len: int = 48
+    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"understand": 40, "elicit": 16, "respond": 48})
     num_beams: int = 1
     # --- the recommender (equations 2-5)
     item_dim: int = 128

@@ -95,6 +95,14 @@ def _check_model_dir(path: Path) -> None:
                              "(pass the directory written by save_pretrained)")
 
 
+def resolve_base_dir(path: str | Path) -> Path:
+    """A model directory, or a `presales train llm-base` run directory holding one in model/."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        return path / "model"
+    return path
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -114,7 +122,7 @@ def load_base(path: str | Path, trust_remote_code: bool = False, dtype=None, dev
     """(model, tokenizer) from a local Hugging Face causal-LM directory; ModelLoadError when unusable."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
+    path = resolve_base_dir(path)
     _check_model_dir(path)
     tokenizer = load_tokenizer(path, trust_remote_code)
     kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)

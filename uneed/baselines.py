@@ -68,8 +68,11 @@ class PopularityRecommender:
         self.counts: Counter = Counter()
 
     def fit(self, corpus: Corpus) -> "PopularityRecommender":
-        for _times, items in corpus.behaviours.values():
-            self.counts.update(items)
+        """Count the behaviours of train-split users and the train recommendations only, so that a
+        test user's own views of the target do not leak into a 'popularity' that is not personal."""
+        train_users = {d.userid for d in corpus.split("train")}
+        for user in train_users:
+            self.counts.update(corpus.behaviours.get(user, ([], []))[1])
         for s in build_samples(corpus, "train", ["recommend"]):
             self.counts[s.target] += 1
         return self

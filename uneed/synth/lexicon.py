@@ -149,6 +149,10 @@ class DomainSpec:
     leaf_names: dict[str, str]  # leaf key -> 叶子类目 value written in item_kg.txt
     attributes: dict[str, AttributeSpec]
     brands_by_leaf: dict[str, list[str]] = field(default_factory=dict)
+    leaf_weights: dict[str, float] = field(default_factory=dict)  # how common each leaf is among sellers
+
+    def leaf_weight(self, leaf: str) -> float:
+        return self.leaf_weights.get(leaf, 1.0)
 
     @property
     def leaves(self) -> list[str]:
@@ -182,6 +186,7 @@ def A(name: str, values: str, leaves=None, multi: int = 1, asks=(), neg: str = "
 _SKIN = ["化妆水", "乳液面霜", "面膜", "洁面", "精华", "眼霜", "防晒", "卸妆", "套装"]
 BEAUTY = DomainSpec(
     "美妆行业",
+    leaf_weights={"化妆水": 2.0, "乳液面霜": 2.0, "面膜": 1.5, "洁面": 1.5, "精华": 1.5, "套装": 1.5},
     categories={"1801": _SKIN, "50010788": ["口红", "粉底液"]},
     leaf_names={"化妆水": "化妆水/爽肤水", "乳液面霜": "乳液/面霜", "面膜": "面膜", "洁面": "洁面",
                 "精华": "面部精华", "眼霜": "眼霜", "防晒": "防晒霜", "卸妆": "卸妆", "套装": "护肤套装",
@@ -240,6 +245,7 @@ BEAUTY = DomainSpec(
 _PHONES = ["智能手机", "游戏手机", "老年机"]
 PHONES = DomainSpec(
     "手机行业",
+    leaf_weights={"智能手机": 5.0, "游戏手机": 1.5},
     categories={"1512": _PHONES, "50019780": ["平板电脑"]},
     leaf_names={"智能手机": "手机", "游戏手机": "游戏手机", "老年机": "老人机", "平板电脑": "平板电脑"},
     attributes={a.name: a for a in [
@@ -289,6 +295,7 @@ _TOPS = ["T恤", "衬衫", "卫衣", "外套", "羽绒服", "毛衣"]
 _UNDER = ["保暖内衣", "睡衣", "内裤"]
 FASHION = DomainSpec(
     "服装行业",
+    leaf_weights={"保暖内衣": 1.5, "T恤": 1.3, "羽绒服": 1.3},
     categories={"16": ["连衣裙", "半身裙", "毛衣", "羽绒服"], "30": ["T恤", "衬衫", "卫衣", "外套", "牛仔裤"],
                 "1625": _UNDER},
     leaf_names={"T恤": "T恤", "衬衫": "衬衫", "卫衣": "卫衣", "外套": "夹克/外套", "羽绒服": "羽绒服", "毛衣": "毛衣/针织衫",
@@ -349,6 +356,7 @@ _SPORT = ["跑步鞋", "篮球鞋", "板鞋", "帆布鞋", "休闲鞋"]
 _WOMEN = ["高跟鞋", "单鞋", "凉鞋", "靴子"]
 SHOES = DomainSpec(
     "鞋类行业",
+    leaf_weights={"休闲鞋": 2.0, "跑步鞋": 1.5, "板鞋": 1.3},
     categories={"50012029": _SPORT, "50006843": _WOMEN, "50011740": ["皮鞋", "拖鞋"]},
     leaf_names={"跑步鞋": "跑步鞋", "篮球鞋": "篮球鞋", "板鞋": "板鞋", "帆布鞋": "帆布鞋", "休闲鞋": "休闲运动鞋",
                 "高跟鞋": "高跟鞋", "单鞋": "单鞋", "凉鞋": "凉鞋", "靴子": "靴子", "皮鞋": "商务皮鞋", "拖鞋": "拖鞋"},
@@ -403,6 +411,7 @@ SHOES = DomainSpec(
 # --------------------------------------------------------------------------------------- 大家电
 APPLIANCES = DomainSpec(
     "大家电行业",
+    leaf_weights={"洗衣机": 3.5, "冰箱": 3.0, "空调": 2.5, "电视": 2.0},
     categories={"50022703": ["洗衣机", "烘干机", "冰箱", "空调", "电视", "热水器", "油烟机", "洗碗机"]},
     leaf_names={"洗衣机": "洗衣机", "烘干机": "干衣机", "冰箱": "冰箱", "空调": "空调", "电视": "平板电视",
                 "热水器": "电热水器", "油烟机": "油烟机", "洗碗机": "洗碗机"},

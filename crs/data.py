@@ -1,0 +1,140 @@
+"""From CRS sequences (uneed.tasks.crs_example) to tensors: tokenising, left truncation, batches.
+
+Sources are `<s> ... </s>`; a source longer than `max_source_len` loses its OLDEST tokens (the
+prompt Z_* sits at the end, so it is never cut) and the truncation is counted and logged.
+Targets are `... </s>`, cut on the right. Recommendation features carry catalog rows: the gold item,
+the candidates, the behaviours (latest last, unknown items dropped) and the LLM's item (-1: none).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from uneed.tasks import CRSExample
+
+from .catalog import Catalog
+from .model import special_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Features:
+    key: str
+    task: str
+    domain: str
+    input_ids: list[int]
+    labels: list[int] = field(default_factory=list)
+    gold: int = -1
+    candidates: list[int] = field(default_factory=list)
+    behaviours: list[int] = field(default_factory=list)
+    llm_row: int = -1
+    truncated: bool = False
+
+
+class Encoder:
+    """Turns CRSExamples into Features with one tokenizer, catalog and length budget."""
+
+    def __init__(self, tok, catalog: Catalog, max_source_len: int, max_target_len: int, max_behaviours: int = 50):
+        self.tok = tok
+        self.catalog = catalog
+        self.max_source_len = max_source_len
+        self.max_target_len = max_target_len
+        self.max_behaviours = max_behaviours
+        self.pad, self.bos, self.eos = special_ids(tok)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False, truncation=False)["input_ids"]
+
+    def source(self, text: str) -> tuple[list[int], bool]:
+        ids = self.ids(text)
+        room = max(1, self.max_source_len - 2)
+        truncated = len(ids) > room
+        if truncated:
+            ids = ids[-room:]  # keep the latest turns and the prompt
+        return [self.bos] + ids + [self.eos], truncated
+
+    def target(self, text: str) -> list[int]:
+        return self.ids(text)[: max(1, self.max_target_len - 1)] + [self.eos]
+
+    def encode(self, ex: CRSExample) -> Features:
+        input_ids, truncated = self.source(ex.source)
+        f = Features(ex.key, ex.task, ex.domain, input_ids, truncated=truncated)
+        if ex.task == "recommend":
+            f.gold = self.catalog.row(ex.gold_item)
+            f.candidates = self.catalog.rows(ex.candidates)
+            f.behaviours = self.catalog.rows(ex.behaviours)[-self.max_behaviours:]
+            f.llm_row = self.catalog.row(ex.llm_item)
+        else:
+            f.labels = self.target(ex.target)
+        return f
+
+    def encode_all(self, examples: Sequence[CRSExample], what: str = "") -> list[Features]:
+        feats = [self.encode(ex) for ex in examples]
+        n_trunc = sum(f.truncated for f in feats)
+        if n_trunc:
+            log.info("%s%d of %d sources longer than %d tokens: truncated from the left (oldest turns dropped)",
+                     f"{what}: " if what else "", n_trunc, len(feats), self.max_source_len)
+        return feats
+
+
+def collate(feats: Sequence[Features], pad: int, device: torch.device | str = "cpu") -> dict:
+    """Right-padded sources; labels padded with -100; behaviours left-padded with -1 (latest last)."""
+    n = len(feats)
+    src_len = max(len(f.input_ids) for f in feats)
+    input_ids = torch.full((n, src_len), pad, dtype=torch.long)
+    mask = torch.zeros((n, src_len), dtype=torch.long)
+    for i, f in enumerate(feats):
+        input_ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
+        mask[i, : len(f.input_ids)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if feats[0].task == "recommend":
+        m = max((len(f.behaviours) for f in feats), default=0)
+        beh = torch.full((n, m), -1, dtype=torch.long)
+        for i, f in enumerate(feats):
+            if f.behaviours:
+                beh[i, m - len(f.behaviours):] = torch.tensor(f.behaviours)
+        batch["behaviours"] = beh
+        batch["gold"] = torch.tensor([f.gold for f in feats], dtype=torch.long)
+        batch["llm_rows"] = torch.tensor([f.llm_row for f in feats], dtype=torch.long)
+        c = max((len(f.candidates) for f in feats), default=0)
+        cands = torch.full((n, max(c, 1)), -1, dtype=torch.long)
+        for i, f in enumerate(feats):
+            if f.candidates:
+                cands[i, : len(f.candidates)] = torch.tensor(f.candidates)
+        batch["candidates"] = cands
+    else:
+        tgt_len = max(len(f.labels) for f in feats)
+        labels = torch.full((n, tgt_len), -100, dtype=torch.long)
+        for i, f in enumerate(feats):
+            labels[i, : len(f.labels)] = torch.tensor(f.labels)
+        batch["labels"] = labels
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def batches(feats: Sequence[Features], batch_size: int, shuffle: bool, rng: random.Random | None = None,
+            by_length: bool = True) -> Iterator[list[Features]]:
+    """Batches of ONE task each. With by_length, samples of similar source length share a batch
+    (less padding); the batch order is shuffled when `shuffle`."""
+    by_task: dict[str, list[Features]] = {}
+    for f in feats:
+        by_task.setdefault(f.task, []).append(f)
+    out: list[list[Features]] = []
+    rng = rng or random.Random(0)
+    for task_feats in by_task.values():
+        order = list(task_feats)
+        if shuffle:
+            rng.shuffle(order)
+        if by_length:
+            # sort inside windows of 50 batches: similar lengths together, still random across windows
+            window = batch_size * 50
+            order = [f for s in range(0, len(order), window)
+                     for f in sorted(order[s:s + window], key=lambda f: len(f.input_ids))]
+        out.extend(order[s:s + batch_size] for s in range(0, len(order), batch_size))
+    if shuffle:
+        rng.shuffle(out)
+    return iter(out)

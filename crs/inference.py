@@ -1,0 +1,331 @@
+"""Inference API of a trained CRS: the four U-NEED tasks on plain Python inputs, batched.
+
+    crs = CRS.load("runs/crs")                       # a run dir (uses RUN/best) or a model dir
+    crs.understand([context])                        -> [['品类：面膜', ...]]
+    crs.elicit([context], needs=[[('品类', '面膜')]])  -> [['肤质']]
+    crs.recommend([context], behaviours=[[...]], candidates=[[...20 ids...]], k=5)
+                                                     -> [[ScoredItem('586711180132', 3.2), ...]]
+    crs.respond([context], attributes=[['肤质：']], items=[[]]) -> ['亲亲您是什么肤质呢']
+
+A context is a list of `uneed.tasks.Utterance` (speaker 用户/客服, text, and optionally the tags,
+asked keys and recommended items of earlier turns). Documented behaviour on awkward input:
+  * empty context: `understand` raises PresalesError (there is no utterance to understand); the
+    other tasks accept it and answer from the prompt (and behaviours) alone.
+  * a context longer than the model takes: truncated from the left, the latest turns and the task
+    prompt are kept; logged at INFO level (logger 'crs.data').
+  * unknown item ids among candidates / exclude / behaviours / llm_items: dropped with a WARNING;
+    a candidate list with no known item yields an empty ranking.
+  * `needs` (explicit needs: ('key', 'value') pairs or 'key：value' tags) are written into the
+    sequence as the [understand] segment of the last user utterance, unless the context already
+    carries tags.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from uneed.errors import PresalesError
+from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
+
+from .catalog import Catalog
+from .config import CRSConfig
+from .data import Encoder, Features, collate
+from .index import ItemIndex
+from .model import ModelLoadError, UnifiedCRS
+
+log = logging.getLogger(__name__)
+
+GEN_TASKS = ("understand", "elicit", "respond")
+_CJK_SPACE = re.compile(r"(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    item_id: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"item_id": self.item_id, "score": self.score}
+
+
+class _KnownItem:
+    """Stands in for uneed.corpus.Item when only its short text was saved with the model."""
+
+    def __init__(self, text: str):
+        self._text = text
+
+    def text(self, max_relations: int | None = None) -> str:
+        return self._text
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model directory from a run directory (RUN/best, else RUN/checkpoint/model) or itself."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such CRS run or model directory")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: not a directory")
+    for cand in (path, path / "best", path / "checkpoint" / "model"):
+        if (cand / "crs_config.json").is_file():
+            return cand
+    raise ModelLoadError(f"{path}: not a CRS run or model directory (no crs_config.json in it, in best/ or in "
+                         f"checkpoint/model/); train one with `presales train crs`")
+
+
+def save_item_texts(path: Path, items: Mapping) -> None:
+    """The short item texts the sequences show for recommended items (crs_format.item_short)."""
+    texts = {i: item.text(max_relations=2) for i, item in items.items()}
+    (path / "item_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+
+
+def _as_tags(needs) -> list[str]:
+    tags = []
+    for n in needs or []:
+        if isinstance(n, (tuple, list)):
+            tags.append(f"{n[0]}：{n[1] if len(n) > 1 else ''}")
+        else:
+            tags.append(str(n))
+    return tags
+
+
+def _with_needs(context: Sequence[Utterance], needs) -> list[Utterance]:
+    ctx = list(context)
+    tags = _as_tags(needs)
+    if not tags or any(u.tags for u in ctx):
+        return ctx
+    for j in range(len(ctx) - 1, -1, -1):
+        if ctx[j].speaker == "用户":
+            u = ctx[j]
+            ctx[j] = Utterance(u.speaker, u.text, u.act_tag, tags=tags, asked=list(u.asked), items=list(u.items))
+            return ctx
+    return ctx
+
+
+class CRS:
+    """A trained unified CRS ready to answer; see the module docstring for the input conventions."""
+
+    def __init__(self, model: UnifiedCRS, tok, catalog: Catalog, device: str | torch.device = "cpu",
+                 item_texts: Mapping[str, str] | None = None, index_kind: str | None = None, batch_size: int = 32):
+        self.model = model.eval()
+        self.tok = tok
+        self.catalog = catalog
+        self.config: CRSConfig = model.config
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.batch_size = batch_size
+        self.items = {i: _KnownItem(t) for i, t in (item_texts or {}).items()}
+        self.encoder = Encoder(tok, catalog, self.config.max_source_len, self.config.max_target_len,
+                               self.config.max_behaviours)
+        self.index_kind = index_kind or self.config.index
+        self._index: ItemIndex | None = None
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto", index: str | None = None,
+             trust_remote_code: bool = False, batch_size: int = 32) -> "CRS":
+        """Load RUN/best (or a model directory). PresalesError (ModelLoadError) when it is missing,
+        incomplete or corrupt. `index` overrides the FAISS index kind (flat, ivf, hnsw)."""
+        path = resolve_model_dir(run_dir)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, tok, catalog = UnifiedCRS.load(path, trust_remote_code=trust_remote_code)
+        texts = {}
+        if (path / "item_texts.json").is_file():
+            try:
+                texts = json.loads((path / "item_texts.json").read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ModelLoadError(f"{path / 'item_texts.json'}: corrupt ({exc})") from None
+        return cls(model, tok, catalog, device=device, item_texts=texts, index_kind=index, batch_size=batch_size)
+
+    @property
+    def index(self) -> ItemIndex:
+        if self._index is None:
+            c = self.config
+            kwargs = {}
+            if self.index_kind == "ivf":
+                kwargs = dict(nlist=c.ivf_nlist, nprobe=c.ivf_nprobe)
+            elif self.index_kind == "hnsw":
+                kwargs = dict(hnsw_m=c.hnsw_m, ef_search=c.hnsw_ef_search)
+            self._index = self.model.recommender.build_index(self.index_kind, **kwargs)
+        return self._index
+
+    def refresh_index(self) -> None:
+        """Rebuild the FAISS index (after the item embeddings changed, e.g. during training)."""
+        self._index = None
+
+    # ------------------------------------------------------------------------------------ low level
+    def _gen_text(self, ids: torch.Tensor) -> list[str]:
+        texts = self.tok.batch_decode(ids, skip_special_tokens=True)
+        if self.config.base_model:
+            texts = [_CJK_SPACE.sub("", t) for t in texts]
+        return [t.strip() for t in texts]
+
+    def generate_features(self, feats: Sequence[Features], max_new_tokens: int | None = None) -> list[str]:
+        """Greedy (or beam) decoding of generation features, batched by length; outputs in input order."""
+        out: list[str] = [""] * len(feats)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))
+        self.model.eval()
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            task = feats[idx[0]].task
+            n_new = max_new_tokens or self.config.max_new_tokens.get(task, self.config.max_target_len)
+            batch = collate([Features(feats[i].key, "gen", "", feats[i].input_ids, labels=[0]) for i in idx],
+                            self.encoder.pad, self.device)
+            with torch.no_grad(), _autocast(self.device):
+                ids = self.model.generate(batch["input_ids"], batch["attention_mask"], n_new, self.config.num_beams)
+            for i, text in zip(idx, self._gen_text(ids)):
+                out[i] = text
+        return out
+
+    def user_vectors(self, feats: Sequence[Features]) -> np.ndarray:
+        """User representations (N, item_dim) of recommendation features."""
+        vecs = []
+        self.model.eval()
+        for s in range(0, len(feats), self.batch_size):
+            batch = collate(list(feats[s:s + self.batch_size]), self.encoder.pad, self.device)
+            with torch.no_grad(), _autocast(self.device):
+                u = self.model.user(batch["input_ids"], batch["attention_mask"], batch["behaviours"],
+                                    batch["llm_rows"] if self.config.use_llm else None)
+            vecs.append(u.float().cpu().numpy())
+        return np.concatenate(vecs) if vecs else np.zeros((0, self.config.item_dim), np.float32)
+
+    def predict_examples(self, examples: Sequence[CRSExample], catalog_k: int = 50) -> list[dict]:
+        """Prediction rows (uneed.tasks.write_predictions format) for CRS examples of any tasks.
+
+        understand/elicit/respond: the generated text; recommend: the candidate ids ranked best first
+        ('scores' beside them) and 'catalog_top' the ids of the `catalog_k` best items of the catalog.
+        """
+        feats = self.encoder.encode_all(examples, "predict")
+        rows: list[dict | None] = [None] * len(feats)
+        for task in GEN_TASKS:
+            idx = [i for i, f in enumerate(feats) if f.task == task]
+            if not idx:
+                continue
+            texts = self.generate_features([feats[i] for i in idx])
+            for i, t in zip(idx, texts):
+                rows[i] = {"key": feats[i].key, "task": task, "prediction": t}
+        idx = [i for i, f in enumerate(feats) if f.task == "recommend"]
+        if idx:
+            users = self.user_vectors([feats[i] for i in idx])
+            ranked = self.index.rank_candidates(users, [feats[i].candidates for i in idx])
+            top_rows, _ = self.index.search(users, catalog_k) if catalog_k else (None, None)
+            for j, i in enumerate(idx):
+                cand_rows, scores = ranked[j]
+                row = {"key": feats[i].key, "task": "recommend",
+                       "prediction": [self.catalog.ids[r] for r in cand_rows],
+                       "scores": [round(float(s), 5) for s in scores]}
+                if top_rows is not None:
+                    row["catalog_top"] = [self.catalog.ids[r] for r in top_rows[j] if r >= 0]
+                rows[i] = row
+        return [r for r in rows if r is not None]
+
+    # ------------------------------------------------------------------------------------ the API
+    def _sample(self, task: str, context: Sequence[Utterance], current: Utterance | None = None, **kw) -> TaskSample:
+        return TaskSample(task=task, split="api", domain="", sid="", seq_no=0, user_id="", seller_id="",
+                          context=list(context), current=current or Utterance("用户", "", ""), target=kw.pop("target", ""),
+                          **kw)
+
+    def _check(self, contexts, *others) -> None:
+        if isinstance(contexts, (str, Utterance)):
+            raise PresalesError("contexts must be a list of contexts (each a list of Utterance)")
+        for name, other in others:
+            if other is not None and len(other) != len(contexts):
+                raise PresalesError(f"{name} has {len(other)} entries for {len(contexts)} contexts")
+        for c in contexts:
+            for u in c:
+                if not isinstance(u, Utterance):
+                    raise PresalesError(f"a context holds {type(u).__name__}, expected uneed.tasks.Utterance")
+
+    def _llm(self, llm_predictions, i):
+        return llm_predictions[i] if (llm_predictions is not None and self.config.use_llm) else None
+
+    def understand(self, contexts: Sequence[Sequence[Utterance]], llm_predictions: Sequence | None = None) -> list[list[str]]:
+        """Tags ('key：value') of the LAST utterance of each context, read with the earlier turns."""
+        self._check(contexts, ("llm_predictions", llm_predictions))
+        examples = []
+        for i, ctx in enumerate(contexts):
+            if not ctx:
+                raise PresalesError("understand needs a non-empty context: its last utterance is the one to understand")
+            s = self._sample("understand", ctx[:-1], ctx[-1], target=[])
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
+        return [parse_tags(t)[0] for t in self.generate_features(self.encoder.encode_all(examples, "understand"))]
+
+    def elicit(self, contexts: Sequence[Sequence[Utterance]], needs: Sequence | None = None,
+               llm_predictions: Sequence | None = None) -> list[list[str]]:
+        """Attribute keys to ask next."""
+        self._check(contexts, ("needs", needs), ("llm_predictions", llm_predictions))
+        examples = [crs_example(self._sample("elicit", _with_needs(ctx, needs[i] if needs else None), target=[]),
+                                self.items, self._llm(llm_predictions, i)) for i, ctx in enumerate(contexts)]
+        return [parse_keys(t)[0] for t in self.generate_features(self.encoder.encode_all(examples, "elicit"))]
+
+    def respond(self, contexts: Sequence[Sequence[Utterance]], attributes: Sequence | None = None,
+                items: Sequence | None = None, llm_predictions: Sequence | None = None) -> list[str]:
+        """A staff reply that asks about `attributes` ('key：value' / 'key：' tags) and/or presents `items`."""
+        self._check(contexts, ("attributes", attributes), ("items", items), ("llm_predictions", llm_predictions))
+        examples = []
+        for i, ctx in enumerate(contexts):
+            s = self._sample("respond", ctx, target="", asked=_as_tags(attributes[i] if attributes else []),
+                             items=list(items[i]) if items else [])
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
+        return self.generate_features(self.encoder.encode_all(examples, "respond"))
+
+    def _known(self, ids, what: str) -> list[str]:
+        ids = [str(i) for i in (ids or [])]
+        unknown = [i for i in ids if i not in self.catalog]
+        if unknown:
+            log.warning("%d unknown item id(s) among %s dropped: %s", len(unknown), what, ", ".join(unknown[:5]))
+        return [i for i in ids if i in self.catalog]
+
+    def recommend(self, contexts: Sequence[Sequence[Utterance]], needs: Sequence | None = None,
+                  behaviours: Sequence | None = None, candidates: Sequence | None = None, k: int | None = 10,
+                  exclude: Sequence | None = None, llm_items: Sequence | None = None) -> list[list[ScoredItem]]:
+        """Items for each context, best first, with scores (u . e_i + c_i).
+
+        candidates[i] given: rank those items (top k of them; k=None: all); otherwise search the whole
+        catalog for the top k (k=None: 10). exclude[i]: items never returned (already rejected).
+        behaviours[i]: item ids the user browsed, latest last. llm_items[i]: the item an LLM picked
+        (used only by a CRS trained with LLM inputs).
+        """
+        self._check(contexts, ("needs", needs), ("behaviours", behaviours), ("candidates", candidates),
+                    ("exclude", exclude), ("llm_items", llm_items))
+        examples = []
+        for i, ctx in enumerate(contexts):
+            llm_item = llm_items[i] if llm_items is not None and self.config.use_llm else None
+            if llm_item is not None and llm_item not in self.catalog:
+                log.warning("unknown LLM item %s ignored", llm_item)
+                llm_item = None
+            s = self._sample("recommend", _with_needs(ctx, needs[i] if needs else None), target="",
+                             behaviours=self._known(behaviours[i] if behaviours else [], "behaviours"),
+                             candidates=self._known(candidates[i], "candidates") if candidates else [])
+            examples.append(crs_example(s, self.items, [llm_item] if llm_item else None))
+        feats = self.encoder.encode_all(examples, "recommend")
+        users = self.user_vectors(feats)
+        excl = [set(self.catalog.rows(self._known(exclude[i], "exclude"))) if exclude else set()
+                for i in range(len(contexts))]
+        results: list[list[ScoredItem]] = []
+        if candidates is not None:
+            cand_rows = [[r for r in f.candidates if r not in excl[i]] for i, f in enumerate(feats)]
+            for rows, scores in self.index.rank_candidates(users, cand_rows):
+                top = len(rows) if k is None else k
+                results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[:top], scores[:top])])
+            return results
+        top_k = 10 if k is None else k
+        rows, scores = self.index.search(users, top_k, exclude=[sorted(e) for e in excl] if exclude else None)
+        for j in range(len(contexts)):
+            results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[j], scores[j]) if r >= 0])
+        return results
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    from contextlib import nullcontext
+
+    return nullcontext()

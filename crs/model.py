@@ -1,0 +1,204 @@
+"""The unified CRS of section 3.3 (UniMIND style): one BART that generates the outputs of
+understanding, elicitation and response generation from prompted sequences, and a recommendation
+head on its encoder (crs.recommender).
+
+A saved model directory:
+    crs_config.json   CRSConfig (architecture, decoding, whether LLM inputs were used)
+    seq2seq/          the BART (or CPT) in Hugging Face format (save_pretrained)
+    recommender.pt    the recommendation head's state dict (item embeddings and biases included)
+    items.json        the catalog: item id of each row of the item embedding matrix
+    tokenizer/        the tokenizer (Hugging Face format)
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from uneed.errors import PresalesError
+from uneed.tasks import SPECIAL_TOKENS
+
+from .catalog import Catalog
+from .config import CRSConfig
+from .recommender import Recommender
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("crs_config.json", "seq2seq", "recommender.pt", "items.json", "tokenizer")
+
+
+class ModelLoadError(PresalesError):
+    """A model directory that is missing, incomplete or corrupt."""
+
+
+# ------------------------------------------------------------------------------------ tokenizer
+def build_tokenizer(texts: Iterable[str], base_model: str | None = None, model_max_length: int = 1024):
+    """The embedded char tokenizer over `texts` (+ special tokens), or the base model's own tokenizer
+    with the CRS special tokens added. Truncation is always from the left."""
+    if base_model is None:
+        from uneed.vocab import build_char_tokenizer
+
+        return build_char_tokenizer(texts, special_tokens=SPECIAL_TOKENS, model_max_length=model_max_length)
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"--base-model {base_model}: no usable tokenizer there ({exc})") from None
+    missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
+    if missing:
+        tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False) \
+            if _accepts_replace(tok) else tok.add_special_tokens({"additional_special_tokens": missing})
+    tok.truncation_side = "left"
+    return tok
+
+
+def _accepts_replace(tok) -> bool:
+    import inspect
+
+    return "replace_extra_special_tokens" in inspect.signature(tok.add_special_tokens).parameters
+
+
+def special_ids(tok) -> tuple[int, int, int]:
+    """(pad, bos, eos) ids; BERT-style tokenizers (fnlp/bart-base-chinese, CPT) use [CLS]/[SEP]."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+    if bos is None or eos is None:
+        raise ModelLoadError("the tokenizer has neither <s>/</s> nor [CLS]/[SEP] tokens")
+    return pad, bos, eos
+
+
+# ------------------------------------------------------------------------------------ seq2seq
+def embedded_bart(config: CRSConfig, tok):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    pad, bos, eos = special_ids(tok)
+    bart_config = BartConfig(
+        vocab_size=len(tok), d_model=config.d_model, encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers, encoder_attention_heads=config.attention_heads,
+        decoder_attention_heads=config.attention_heads, encoder_ffn_dim=config.ffn_dim,
+        decoder_ffn_dim=config.ffn_dim, max_position_embeddings=config.max_position, dropout=config.dropout,
+        attention_dropout=config.dropout, activation_dropout=0.0, pad_token_id=pad, bos_token_id=bos,
+        eos_token_id=eos, decoder_start_token_id=eos, forced_eos_token_id=eos, scale_embedding=True,
+    )
+    return BartForConditionalGeneration(bart_config)
+
+
+def load_seq2seq(path: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        return AutoModelForSeq2SeqLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, safetensors errors...
+        raise ModelLoadError(f"{path}: cannot load the sequence-to-sequence model ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def base_seq2seq(base_model: str, tok, trust_remote_code: bool = False):
+    """A local BART/CPT checkpoint, its embeddings resized to the tokenizer with the CRS special tokens."""
+    path = Path(base_model)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"--base-model {base_model}: not a model directory (no config.json)")
+    model = load_seq2seq(path, trust_remote_code)
+    if model.get_input_embeddings().weight.shape[0] < len(tok):
+        model.resize_token_embeddings(len(tok))
+    pad, bos, eos = special_ids(tok)
+    if model.config.decoder_start_token_id is None:
+        model.config.decoder_start_token_id = eos
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad
+    return model
+
+
+# ------------------------------------------------------------------------------------ the CRS
+class UnifiedCRS(nn.Module):
+    def __init__(self, config: CRSConfig, seq2seq, recommender: Recommender):
+        super().__init__()
+        self.config = config
+        self.seq2seq = seq2seq
+        self.recommender = recommender
+
+    @classmethod
+    def build(cls, config: CRSConfig, tok, catalog: Catalog, init_embeddings: torch.Tensor | None = None,
+              init_bias: torch.Tensor | None = None, trust_remote_code: bool = False) -> "UnifiedCRS":
+        seq2seq = base_seq2seq(config.base_model, tok, trust_remote_code) if config.base_model else \
+            embedded_bart(config, tok)
+        d_model = seq2seq.config.d_model if hasattr(seq2seq.config, "d_model") else seq2seq.config.hidden_size
+        rec = Recommender(len(catalog), d_model, config.item_dim, config.behaviour_encoder, config.max_behaviours,
+                          config.use_llm, init_embeddings, init_bias)
+        return cls(config, seq2seq, rec)
+
+    # -------------------------------------------------------------------------------- forward
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.seq2seq.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state
+
+    def user(self, input_ids, attention_mask, behaviour_rows, llm_rows=None) -> torch.Tensor:
+        pooled = Recommender.pool(self.encode(input_ids, attention_mask), attention_mask)
+        return self.recommender.user(pooled, behaviour_rows, llm_rows)
+
+    def recommend_loss(self, batch: dict, candidate_weight: float = 0.0) -> torch.Tensor:
+        """L_R (equation 3; equation 5 when trained with LLM items), plus `candidate_weight` times the
+        cross-entropy over the sample's candidates."""
+        user = self.user(batch["input_ids"], batch["attention_mask"], batch["behaviours"], batch.get("llm_rows"))
+        loss = self.recommender.loss(user, batch["gold"])
+        if candidate_weight > 0 and "candidates" in batch:
+            loss = loss + candidate_weight * self.recommender.candidate_loss(user, batch["candidates"], batch["gold"])
+        return loss
+
+    def generation_loss(self, batch: dict) -> torch.Tensor:
+        return self.seq2seq(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            labels=batch["labels"]).loss
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, num_beams: int = 1) -> torch.Tensor:
+        return self.seq2seq.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                     num_beams=num_beams, do_sample=False)
+
+    # -------------------------------------------------------------------------------- io
+    def save(self, path: str | Path, tok, catalog: Catalog) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save(path / "crs_config.json")
+        self.seq2seq.save_pretrained(str(path / "seq2seq"))
+        torch.save(self.recommender.state_dict(), path / "recommender.pt")
+        catalog.save(path / "items.json")
+        tok.save_pretrained(str(path / "tokenizer"))
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu",
+             trust_remote_code: bool = False) -> tuple["UnifiedCRS", object, Catalog]:
+        """(model, tokenizer, catalog) from a saved model directory; ModelLoadError when it is unusable."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelLoadError(f"{path}: no such model directory")
+        missing = [f for f in MODEL_FILES if not (path / f).exists()]
+        if missing:
+            raise ModelLoadError(f"{path}: incomplete model directory (missing {', '.join(missing)})")
+        try:
+            config = CRSConfig.load(path / "crs_config.json")
+        except PresalesError as exc:
+            raise ModelLoadError(str(exc)) from None
+        catalog = Catalog.load(path / "items.json")
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
+        except Exception as exc:
+            raise ModelLoadError(f"{path / 'tokenizer'}: corrupt tokenizer ({type(exc).__name__}: {exc})") from None
+        tok.truncation_side = "left"
+        seq2seq = load_seq2seq(path / "seq2seq", trust_remote_code)
+        d_model = seq2seq.config.d_model if hasattr(seq2seq.config, "d_model") else seq2seq.config.hidden_size
+        rec = Recommender(len(catalog), d_model, config.item_dim, config.behaviour_encoder, config.max_behaviours,
+                          config.use_llm)
+        try:
+            state = torch.load(path / "recommender.pt", map_location=map_location, weights_only=True)
+            rec.load_state_dict(state)
+        except Exception as exc:
+            raise ModelLoadError(f"{path / 'recommender.pt'}: corrupt recommender weights "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        return cls(config, seq2seq, rec), tok, catalog

@@ -1,0 +1,322 @@
+"""Inference with the fine-tuned LLM: `LLM.load(path)` then batched `understand`, `elicit`,
+`recommend`, `respond` (or `predict` for a mix of tasks, in the prediction-file format).
+
+Inputs are `uneed.tasks.TaskSample`s - the same objects training used, so a prompt at inference is
+built exactly as at training time (template, truncation, item text). For a live conversation build
+one with `make_sample(task, context, current=..., needs=..., candidates=...)`.
+
+    llm = LLM.load("runs/llm")                      # a run dir, an adapter dir or a plain HF model dir
+    tags = llm.understand([sample])[0]             # ['品类：面霜', '功效：保湿']
+    keys = llm.elicit([sample])[0]                 # ['价位']
+    item = llm.recommend([sample], corpus.items)[0]  # an id among sample.candidates, or None
+    text = llm.respond([sample], corpus.items)[0]  # '亲，预算多少呢'
+
+Behaviour at the edges:
+  - an empty list of samples returns [];
+  - understand with an empty current utterance, or recommend without candidates, raises PresalesError;
+  - a prompt over the context length is cut from the left of the dialogue (see llm/prompts.py) and
+    logged; a raw prompt given to `generate` is left-truncated token-wise, logged;
+  - generation is greedy (do_sample=False) with the KV cache, batched with left padding;
+  - text that does not parse gives [] / None / '' for that sample and one WARNING line per call.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from uneed.corpus import Item
+from uneed.errors import PresalesError
+from uneed.tasks import TaskSample, Utterance, format_keys, format_tags
+
+from .model import LLM_CONFIG, ModelLoadError, load_base, load_tokenizer, read_llm_config
+from .parsing import ParseStats, parse_elicit, parse_recommend, parse_respond, parse_understand
+from .prompts import PromptSettings, fit_record, render_prompt
+
+log = logging.getLogger(__name__)
+
+# Sub-directories of a training run, in the order `LLM.load` looks for them.
+RUN_SUBDIRS = ("merged", "adapter", "best", "checkpoint")
+
+
+def _device(requested: str | None):
+    import torch
+
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def resolve_model_dir(path: str | Path) -> tuple[Path, str]:
+    """(directory, 'adapter' | 'model') for a run dir, an adapter dir or a plain HF model dir."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model or run directory")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: not a directory")
+    for sub in ("",) + RUN_SUBDIRS:
+        d = path / sub if sub else path
+        if (d / "adapter_config.json").is_file():
+            return d, "adapter"
+        if (d / "config.json").is_file():
+            return d, "model"
+    raise ModelLoadError(f"{path}: no model here (expected config.json, adapter_config.json, or a run directory "
+                         f"with one of {', '.join(RUN_SUBDIRS)}/)")
+
+
+def make_sample(task: str, context: Sequence[Utterance] = (), current: Utterance | None = None,
+                needs: Iterable[tuple[str, str]] = (), candidates: Sequence[str] = (), asked: Sequence[str] = (),
+                items: Sequence[str] = (), domain: str = "", key: str | None = None) -> TaskSample:
+    """A TaskSample for a live conversation. `current` is the utterance to understand (understand
+    only); `asked` are 'key：value' tags the reply should ask, `items` the items it presents (respond)."""
+    sid = key or uuid.uuid4().hex[:8]
+    return TaskSample(task=task, split="live", domain=domain, sid=sid, seq_no=len(context), user_id="", seller_id="",
+                      context=list(context), current=current or Utterance("用户", "", ""), target="",
+                      needs=list(needs), asked=list(asked), items=list(items), candidates=list(candidates))
+
+
+class LLM:
+    """A causal LM plus the prompt settings it was fine-tuned with."""
+
+    def __init__(self, model, tokenizer, settings: PromptSettings | None = None, device=None, source: str = ""):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings or PromptSettings()
+        self.device = device if device is not None else next(model.parameters()).device
+        self.source = source
+        self.model.eval()
+        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "seq_length", None)
+        if limit and self.settings.max_length > limit:
+            self.settings.max_length = int(limit)
+
+    # ------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = "auto", trust_remote_code: bool | None = None,
+             merge_adapters: bool = True) -> "LLM":
+        """Load a training run dir (merged/ or adapter/ inside), a LoRA adapter dir (its base model is
+        found through presales_llm.json or adapter_config.json) or a plain HF causal-LM dir."""
+        import torch
+
+        directory, kind = resolve_model_dir(path)
+        config = read_llm_config(directory)
+        remote = bool(config.get("trust_remote_code", False)) if trust_remote_code is None else trust_remote_code
+        dev = _device(device)
+        dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        if kind == "model":
+            model, tokenizer = load_base(directory, trust_remote_code=remote, dtype=dtype)
+        else:
+            model, tokenizer = cls._load_adapter(directory, config, remote, dtype, merge_adapters)
+        model.to(dev)
+        settings = PromptSettings.from_dict(config.get("prompt", {})) if config.get("prompt") else PromptSettings()
+        log.info("loaded LLM from %s (%s)", directory, kind)
+        return cls(model, tokenizer, settings, dev, source=str(directory))
+
+    @staticmethod
+    def _load_adapter(directory: Path, config: dict, remote: bool, dtype, merge: bool):
+        from peft import PeftModel
+
+        try:
+            adapter_cfg = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{directory}/adapter_config.json: unreadable ({exc})") from None
+        base = config.get("base_model") or adapter_cfg.get("base_model_name_or_path")
+        if not base:
+            raise ModelLoadError(f"{directory}: the adapter does not say which base model it belongs to "
+                                 f"(no base_model in {LLM_CONFIG} or adapter_config.json)")
+        base_path = Path(base)
+        if not base_path.is_absolute() and not base_path.exists():
+            base_path = directory / base
+        model, tokenizer = load_base(base_path, trust_remote_code=remote, dtype=dtype)
+        if (directory / "tokenizer_config.json").is_file():
+            tokenizer = load_tokenizer(directory, remote)
+        try:
+            model = PeftModel.from_pretrained(model, str(directory), is_trainable=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"{directory}: cannot load the LoRA adapter ({type(exc).__name__}: {exc})") from None
+        if merge:
+            model = model.merge_and_unload()
+        return model, tokenizer
+
+    # ------------------------------------------------------------------------------ generation
+    @property
+    def max_context(self) -> int:
+        return int(self.settings.max_length)
+
+    def _autocast(self):
+        import torch
+
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
+                 progress: bool = False) -> list[str]:
+        """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
+        max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises."""
+        import torch
+
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts:
+            return []
+        tok = self.tokenizer
+        limit = max(1, self.max_context - max_new_tokens)
+        encoded = []
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str) or not p.strip():
+                raise PresalesError(f"prompt {i} is empty: nothing to generate from")
+            ids = tok(p, add_special_tokens=True)["input_ids"]
+            if len(ids) > limit:
+                log.warning("prompt %d has %d tokens, over the context (%d) minus %d new tokens: "
+                            "left-truncated to its last %d tokens", i, len(ids), self.max_context, max_new_tokens,
+                            limit)
+                ids = ids[-limit:]
+            encoded.append(ids)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        eos = tok.eos_token_id
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[str] = [""] * len(encoded)
+        batches = [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(encoded), desc="generate", leave=False)
+        for batch in batches:
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                n = len(encoded[i])
+                ids[row, width - n:] = torch.tensor(encoded[i])
+                mask[row, width - n:] = 1
+            with torch.inference_mode(), self._autocast():
+                gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                          max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                          use_cache=True, pad_token_id=pad, eos_token_id=eos)
+            for row, i in enumerate(batch):
+                out[i] = tok.decode(gen[row, width:].tolist(), skip_special_tokens=True)
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return out
+
+    # ------------------------------------------------------------------------------ tasks
+    def prompt_for(self, sample: TaskSample, items: Mapping[str, Item] | None = None, crs_prediction=None,
+                   cuts: list | None = None) -> str:
+        """The exact prompt of one sample, fitted to the context length (a cut is logged at INFO, or
+        appended to `cuts` for one summary line per call)."""
+        if sample.task == "understand" and not (sample.current and sample.current.text.strip()):
+            raise PresalesError(f"sample {sample.key}: the current utterance is empty; nothing to understand")
+        try:
+            record, note = fit_record(sample, items or {}, self.tokenizer, self.settings, crs_prediction)
+        except ValueError as exc:  # e.g. a recommendation sample without candidates
+            raise PresalesError(str(exc)) from None
+        if note:
+            if cuts is None:
+                log.info("sample %s over the context length (%d tokens): %s", sample.key, self.max_context, note)
+            else:
+                log.debug("sample %s over the context length: %s", sample.key, note)
+                cuts.append((sample.key, note))
+        return render_prompt(record, self.settings.template)
+
+    def complete(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                 crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
+                 progress: bool = False) -> list[str]:
+        """Raw generated text for each sample (samples of several tasks may be mixed)."""
+        samples = list(samples)
+        out = [""] * len(samples)
+        by_task: dict[str, list[int]] = {}
+        for i, s in enumerate(samples):
+            by_task.setdefault(s.task, []).append(i)
+        for task, idx in by_task.items():
+            cuts: list = []
+            prompts = [self.prompt_for(samples[i], items, (crs_predictions or {}).get(samples[i].key), cuts)
+                       for i in idx]
+            if cuts:
+                log.info("%s: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
+                         "dialogue, e.g. %s: %s", task, len(cuts), len(idx), self.max_context, *cuts[0])
+            texts = self.generate(prompts, self.settings.new_tokens(task), batch_size, progress)
+            for i, t in zip(idx, texts):
+                out[i] = t
+        return out
+
+    def _check_task(self, samples: Sequence[TaskSample], task: str) -> None:
+        wrong = [s.key for s in samples if s.task != task]
+        if wrong:
+            raise PresalesError(f"{task}() got samples of another task: {wrong[:3]}")
+
+    def understand(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                   crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[list[str]]:
+        """'key：value' tags of each sample's current utterance."""
+        self._check_task(samples, "understand")
+        stats = ParseStats()
+        out = [parse_understand(t, stats) for t in self.complete(samples, items, crs_predictions, batch_size)]
+        self._report(stats, "understand")
+        return out
+
+    def elicit(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+               crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[list[str]]:
+        """Attribute keys to ask about next."""
+        self._check_task(samples, "elicit")
+        stats = ParseStats()
+        out = [parse_elicit(t, stats) for t in self.complete(samples, items, crs_predictions, batch_size)]
+        self._report(stats, "elicit")
+        return out
+
+    def recommend(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                  crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str | None]:
+        """One item id per sample, chosen among its (at most 20, lettered A-T) candidates; None if unreadable."""
+        from uneed.tasks import cap_candidates
+
+        self._check_task(samples, "recommend")
+        stats = ParseStats()
+        texts = self.complete(samples, items, crs_predictions, batch_size)
+        out = [parse_recommend(t, cap_candidates(s.candidates, s.target or None), stats)
+               for s, t in zip(samples, texts)]
+        self._report(stats, "recommend")
+        return out
+
+    def respond(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str]:
+        """A staff reply for each sample."""
+        self._check_task(samples, "respond")
+        stats = ParseStats()
+        out = [parse_respond(t, stats) for t in self.complete(samples, items, crs_predictions, batch_size)]
+        self._report(stats, "respond")
+        return out
+
+    def predict(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
+                progress: bool = False) -> list[dict]:
+        """Prediction-file rows {key, task, prediction, raw}: text for understand/elicit/respond,
+        [item_id] (or []) for recommend - what uneed.tasks.write_predictions writes."""
+        from uneed.tasks import cap_candidates
+
+        samples = list(samples)
+        texts = self.complete(samples, items, crs_predictions, batch_size, progress)
+        rows, stats = [], {t: ParseStats() for t in ("understand", "elicit", "recommend", "respond")}
+        for s, raw in zip(samples, texts):
+            st = stats.setdefault(s.task, ParseStats())
+            if s.task == "understand":
+                pred: object = format_tags(parse_understand(raw, st))
+            elif s.task == "elicit":
+                pred = format_keys(parse_elicit(raw, st))
+            elif s.task == "recommend":
+                choice = parse_recommend(raw, cap_candidates(s.candidates, s.target or None), st)
+                pred = [choice] if choice else []
+            else:
+                pred = parse_respond(raw, st)
+            rows.append({"key": s.key, "task": s.task, "prediction": pred, "raw": raw})
+        for task, st in stats.items():
+            self._report(st, task)
+        return rows
+
+    @staticmethod
+    def _report(stats: ParseStats, what: str) -> None:
+        if stats.malformed:
+            log.warning(stats.summary(what))

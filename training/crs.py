@@ -1,0 +1,409 @@
+"""Train the unified CRS of section 3.3 (and, with --llm-predictions, the LLM-assisted CRS of 3.5).
+
+    presales train crs --data DIR --out RUN [--config FILE] [--llm-predictions FILE] [--resume]
+    python -m training.crs --data data/small --out runs/crs
+
+Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation only
+(L = L_R); stage 2 (`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
+Every epoch: train losses and validation metrics go to RUN/log.jsonl, the state to RUN/checkpoint/
+(--resume continues from it), and the best model by `valid_score` to RUN/best/. The validation
+score is the mean of understanding F1, elicitation F1 (greedy decoding of at most `valid_samples`
+samples each) and recommendation MRR@5 on the candidates; in stage 1 (if there is no stage 2) it
+is MRR@5 alone. At the end the best model predicts valid, test (and train) into
+RUN/predictions_{split}.jsonl and the test metrics of the four tasks, overall and per category,
+go to RUN/test_metrics.json.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crs.catalog import Catalog, initial_item_embeddings, popularity
+from crs.config import CRSConfig, preset
+from crs.data import Encoder, Features, batches, collate
+from crs.evaluate import headline, score_predictions, split_examples
+from crs.inference import CRS, save_item_texts
+from crs.model import ModelLoadError, UnifiedCRS, build_tokenizer
+from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
+from uneed.arguments import parse_args
+from uneed.errors import PresalesError
+from uneed.metrics import evaluate, rank_of
+from uneed.tasks import read_predictions, write_predictions
+from uneed.vocab import unknown_rate
+
+log = logging.getLogger("training.crs")
+
+
+@dataclass
+class CRSTrainArgs:
+    """Train the unified CRS (BART + item-embedding recommender) on a U-NEED-format directory."""
+
+    data: str = field(metadata={"help": "U-NEED-format directory (train/valid/test_dialogue.json, item_kg.txt, "
+                                        "user_action.txt)"})
+    out: str = field(metadata={"help": "run directory (config, log, checkpoints, metrics, predictions)"})
+    preset: str = field(default="default", metadata={"help": "model size preset: default | tiny"})
+    base_model: str | None = field(default=None, metadata={"help": "local BART/CPT checkpoint directory instead of the "
+                                                                   "embedded BART (uses its own tokenizer)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow the base model's own modeling code (CPT)"})
+    llm_predictions: str | None = field(default=None, metadata={"help": "LLM prediction JSONL (all splits): [LLM] "
+                                                                        "segments and the LLM item (section 3.5)"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    rec_epochs: int = field(default=2, metadata={"help": "stage 1 epochs: recommendation only (L_R)"})
+    epochs: int = field(default=6, metadata={"help": "stage 2 epochs: all four tasks (L_R + L_theta)"})
+    batch_size: int = field(default=24, metadata={"help": "batch size of generation tasks"})
+    rec_batch_size: int = field(default=32, metadata={"help": "batch size of recommendation"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate of the sequence-to-sequence model"})
+    rec_lr: float = field(default=3e-3, metadata={"help": "learning rate of the recommendation head"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms/items)"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up share of all steps"})
+    grad_clip: float = field(default=1.0, metadata={"help": "gradient norm clip"})
+    candidate_loss_weight: float = field(default=1.0, metadata={"help": "weight of the cross-entropy over each "
+                                                                          "sample's candidates next to L_R (0: off)"})
+    max_source_len: int | None = field(default=None, metadata={"help": "source tokens (left-truncated); preset value "
+                                                                         "when unset"})
+    max_target_len: int | None = field(default=None, metadata={"help": "target tokens; preset value when unset"})
+    d_model: int | None = field(default=None, metadata={"help": "override the preset's d_model"})
+    encoder_layers: int | None = field(default=None, metadata={"help": "override the preset's encoder layers"})
+    decoder_layers: int | None = field(default=None, metadata={"help": "override the preset's decoder layers"})
+    item_dim: int | None = field(default=None, metadata={"help": "override the item embedding size"})
+    behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
+    item_init: str | None = field(default=None, metadata={"help": "svd | random"})
+    index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "cap train samples per task (smoke runs)"})
+    valid_samples: int = field(default=150, metadata={"help": "validation samples per generation task decoded "
+                                                              "each epoch"})
+    predict_splits: list[str] = field(default_factory=lambda: ["valid", "test", "train"],
+                                      metadata={"help": "splits the best model predicts at the end"})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
+                                                                            "split (smoke runs)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+# ------------------------------------------------------------------------------------ helpers
+def model_config(args: CRSTrainArgs) -> CRSConfig:
+    return preset(args.preset, max_source_len=args.max_source_len, max_target_len=args.max_target_len,
+                  d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
+                  item_dim=args.item_dim, behaviour_encoder=args.behaviour_encoder, item_init=args.item_init,
+                  index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions))
+
+
+def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
+    decay, no_decay, rec = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("recommender."):
+            rec.append(p)
+        elif p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "lr": args.lr, "weight_decay": args.weight_decay},
+            {"params": no_decay, "lr": args.lr, "weight_decay": 0.0},
+            {"params": rec, "lr": args.rec_lr, "weight_decay": 0.0}]
+
+
+def lr_lambda(total: int, warmup: int):
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.05, 1.0 - (step - warmup) / max(1, total - warmup))
+
+    return fn
+
+
+def count_batches(feats: list[Features], args: CRSTrainArgs, stage: int) -> int:
+    rec = sum(f.task == "recommend" for f in feats)
+    gen = len(feats) - rec
+    n = math.ceil(rec / args.rec_batch_size)
+    if stage == 2:
+        by_task: dict[str, int] = {}
+        for f in feats:
+            if f.task != "recommend":
+                by_task[f.task] = by_task.get(f.task, 0) + 1
+        n += sum(math.ceil(c / args.batch_size) for c in by_task.values())
+    return n if gen or rec else 0
+
+
+class Trainer:
+    def __init__(self, args: CRSTrainArgs):
+        self.args = args
+        self.run = RunDir(args.out)
+        self.device = pick_device(args.device)
+
+    # -------------------------------------------------------------------------------- setup
+    def load_data(self):
+        from uneed.corpus import load_corpus
+
+        args = self.args
+        self.corpus = load_corpus(args.data)  # CorpusError (a PresalesError) names what is wrong
+        if not self.corpus.split("train"):
+            raise PresalesError(f"{args.data}: the train split has no dialogues")
+        self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
+        self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
+                                                                 max_per_task=args.max_train_samples)
+        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm)
+        if not self.train_examples:
+            raise PresalesError(f"{args.data}: no training samples could be built from the train split")
+        if self.llm is not None:
+            hit = sum(ex.key in self.llm for ex in self.train_examples)
+            log.info("LLM predictions for %d of %d train samples", hit, len(self.train_examples))
+            if hit == 0:
+                raise PresalesError(f"{args.llm_predictions}: none of its keys match a train sample of {args.data}")
+
+    def build_model(self) -> None:
+        args = self.args
+        config = model_config(args)
+        texts = [t for ex in self.train_examples for t in (ex.source, ex.target)]
+        texts += [item.text() for item in self.corpus.items.values()]
+        self.tok = build_tokenizer(texts, config.base_model)
+        if config.base_model is None:
+            rate = unknown_rate(self.tok, [ex.source + ex.target for ex in self.valid_examples[:2000]])
+            log.info("tokenizer: %d tokens, %.3f%% unknown characters on valid", len(self.tok), 100 * rate)
+        self.catalog = Catalog.from_corpus(self.corpus)
+        init = None
+        if config.item_init == "svd":
+            init = torch.from_numpy(initial_item_embeddings(self.catalog, self.corpus.items, self.corpus.behaviours,
+                                                            config.item_dim, config.cooccurrence_weight, args.seed))
+        bias = torch.from_numpy(popularity(self.catalog, [ex.gold_item for ex in self.train_examples
+                                                          if ex.task == "recommend"]))
+        self.model = UnifiedCRS.build(config, self.tok, self.catalog, init, bias, args.trust_remote_code)
+
+    def features(self) -> None:
+        c = self.model.config
+        self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours)
+        self.train_feats = self.encoder.encode_all(self.train_examples, "train")
+        self.valid_feats = self.encoder.encode_all(self.valid_examples, "valid")
+        n = {t: sum(f.task == t for f in self.train_feats) for t in ("understand", "elicit", "recommend", "respond")}
+        log.info("train samples: %s; valid samples: %d; catalog: %d items", n, len(self.valid_feats), len(self.catalog))
+
+    def optimizer(self, total_steps: int) -> None:
+        self.opt = torch.optim.AdamW(param_groups(self.model, self.args), betas=(0.9, 0.98), eps=1e-8)
+        warmup = int(self.args.warmup_ratio * total_steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total_steps, warmup))
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def save_model(self, final: Path) -> None:
+        tmp = staging_dir(final)
+        self.model.save(tmp, self.tok, self.catalog)
+        save_item_texts(tmp, self.corpus.items)
+        replace_dir(tmp, final)
+
+    def save_checkpoint(self, epoch: int) -> None:
+        final = self.run.checkpoint
+        tmp = staging_dir(final)
+        self.model.save(tmp / "model", self.tok, self.catalog)
+        save_item_texts(tmp / "model", self.corpus.items)
+        torch.save({"epoch": epoch, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                    "best_score": self.best_score, "best_epoch": self.best_epoch,
+                    "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                            "torch": torch.get_rng_state()}}, tmp / "trainer.pt")
+        replace_dir(tmp, final)
+
+    def resume(self) -> int:
+        """Load RUN/checkpoint; returns the next epoch."""
+        ckpt = self.run.checkpoint
+        if not (ckpt / "trainer.pt").is_file():
+            raise PresalesError(f"--resume: {ckpt} holds no checkpoint (missing trainer.pt); run without --resume")
+        self.model, self.tok, self.catalog = UnifiedCRS.load(ckpt / "model", trust_remote_code=self.args.trust_remote_code)
+        if self.model.config.use_llm != bool(self.args.llm_predictions):
+            raise PresalesError(f"--resume: the checkpoint was trained {'with' if self.model.config.use_llm else 'without'}"
+                                f" --llm-predictions; give the same inputs to resume it")
+        try:
+            state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
+            self._pending_state = state
+        except Exception as exc:
+            raise ModelLoadError(f"{ckpt / 'trainer.pt'}: corrupt trainer state ({type(exc).__name__}: {exc})") from None
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        log.info("resuming after epoch %d (best valid_score %.4f at epoch %s)", state["epoch"], self.best_score,
+                 self.best_epoch)
+        return int(state["epoch"]) + 1
+
+    # -------------------------------------------------------------------------------- epochs
+    def train_epoch(self, epoch: int, stage: int, rng: random.Random) -> dict:
+        from tqdm import tqdm
+
+        args = self.args
+        feats = [f for f in self.train_feats if stage == 2 or f.task == "recommend"]
+        rec = [f for f in feats if f.task == "recommend"]
+        gen = [f for f in feats if f.task != "recommend"]
+        plan = list(batches(rec, args.rec_batch_size, True, rng)) + list(batches(gen, args.batch_size, True, rng))
+        rng.shuffle(plan)
+        self.model.train()
+        sums = {"recommend": [0.0, 0], "generate": [0.0, 0]}
+        bar = tqdm(plan, desc=f"epoch {epoch + 1} (stage {stage})", disable=not args.progress, leave=False,
+                   dynamic_ncols=True)
+        for chunk in bar:
+            batch = collate(chunk, self.encoder.pad, self.device)
+            with autocast(self.device):
+                if chunk[0].task == "recommend":
+                    loss = self.model.recommend_loss(batch, args.candidate_loss_weight)
+                    kind = "recommend"
+                else:
+                    loss = self.model.generation_loss(batch)
+                    kind = "generate"
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise PresalesError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
+            sums[kind][0] += value * len(chunk)
+            sums[kind][1] += len(chunk)
+            bar.set_postfix(loss=f"{value:.3f}")
+        out = {f"train_loss_{k}": s / n for k, (s, n) in sums.items() if n}
+        out["train_loss"] = sum(out.values())  # L_R + L_theta (per-sample means)
+        return out
+
+    @torch.no_grad()
+    def validate(self, stage: int) -> dict:
+        args = self.args
+        crs = CRS(self.model, self.tok, self.catalog, self.device)
+        self.model.eval()
+        out: dict = {}
+        gen = [f for f in self.valid_feats if f.task != "recommend"]
+        if gen and stage == 2:
+            total = n = 0.0
+            for chunk in batches(gen, args.batch_size, False):
+                batch = collate(chunk, self.encoder.pad, self.device)
+                with autocast(self.device):
+                    total += float(self.model.generation_loss(batch)) * len(chunk)
+                n += len(chunk)
+            out["valid_loss_generate"] = total / n
+        rec_idx = [i for i, f in enumerate(self.valid_feats) if f.task == "recommend"]
+        parts = []
+        if rec_idx:
+            feats = [self.valid_feats[i] for i in rec_idx]
+            users = crs.user_vectors(feats)
+            ranked = crs.index.rank_candidates(users, [f.candidates for f in feats])
+            ranks = [rank_of(f.gold, list(r)) for f, (r, _) in zip(feats, ranked)]
+            m = evaluate("recommend", ranks, ranks)["all"]
+            out.update({f"valid_recommend_{k}": m[k] for k in ("accuracy", "hit@5", "mrr@5")})
+            parts.append(m["mrr@5"])
+        if stage == 2:
+            for task in ("understand", "elicit"):
+                pairs = [(s, ex) for s, ex in zip(self.valid_samples, self.valid_examples) if s.task == task]
+                pairs = pairs[: args.valid_samples]
+                if not pairs:
+                    continue
+                rows = crs.predict_examples([ex for _, ex in pairs], catalog_k=0)
+                f1 = score_predictions([s for s, _ in pairs], rows)[task]["all"]["f1"]
+                out[f"valid_{task}_f1"] = f1
+                parts.append(f1)
+        out["valid_score"] = float(np.mean(parts)) if parts else 0.0
+        return out
+
+    # -------------------------------------------------------------------------------- main loop
+    def fit(self) -> None:
+        args = self.args
+        set_seed(args.seed)
+        if args.num_threads > 0:
+            torch.set_num_threads(args.num_threads)
+        self.load_data()
+        self.best_score, self.best_epoch = -1.0, None
+        start = 0
+        self._pending_state = None
+        if args.resume:
+            start = self.resume()
+        else:
+            for name in ("log.jsonl", "test_metrics.json"):
+                (self.run.path / name).unlink(missing_ok=True)
+            self.build_model()
+        self.run.save_config(args)
+        self.model.to(self.device)
+        self.features()
+        total_epochs = args.rec_epochs + args.epochs
+        steps = sum(count_batches(self.train_feats, args, 1 if e < args.rec_epochs else 2) for e in range(total_epochs))
+        self.optimizer(max(1, steps))
+        if self._pending_state is not None:
+            self.opt.load_state_dict(self._pending_state["optimizer"])
+            self.sched.load_state_dict(self._pending_state["scheduler"])
+        if start >= total_epochs:
+            log.info("all %d epochs already done", total_epochs)
+        for epoch in range(start, total_epochs):
+            stage = 1 if epoch < args.rec_epochs else 2
+            if stage == 2 and epoch == args.rec_epochs:
+                self.best_score, self.best_epoch = -1.0, None  # stage-1 models cannot generate yet
+            t0 = time.time()
+            rng = random.Random(args.seed * 1000 + epoch)
+            row = {"epoch": epoch + 1, "stage": stage}
+            row.update(self.train_epoch(epoch, stage, rng))
+            row.update(self.validate(stage))
+            row["seconds"] = round(time.time() - t0, 1)
+            keep_best = stage == 2 or args.epochs == 0
+            if keep_best and row["valid_score"] > self.best_score:
+                self.best_score, self.best_epoch = row["valid_score"], epoch + 1
+                self.save_model(self.run.best)
+                row["best"] = True
+            self.run.log(**row)
+            log.info("epoch %d (stage %d): %s", epoch + 1, stage,
+                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                               if k not in ("epoch", "stage")))
+            self.save_checkpoint(epoch)
+        if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
+            self.save_model(self.run.best)
+        self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
+                              "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1"])
+
+    def predict_and_score(self) -> dict:
+        args = self.args
+        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=args.trust_remote_code)
+        results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score}
+        for split in args.predict_splits:
+            if split not in ("train", "valid", "test"):
+                raise PresalesError(f"--predict-splits: unknown split {split!r}")
+            samples, examples = split_examples(self.corpus, split, self.llm, max_per_task=args.max_predict_samples)
+            if not samples:
+                continue
+            t0 = time.time()
+            rows = crs.predict_examples(examples)
+            write_predictions(self.run.path / f"predictions_{split}.jsonl", rows)
+            log.info("%s: %d predictions in %.0fs", split, len(rows), time.time() - t0)
+            if split in ("valid", "test"):
+                results[split] = score_predictions(samples, rows)
+                results[f"{split}_headline"] = headline(results[split])
+        self.run.write_json("test_metrics.json", results)
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bars at every checkpoint
+    try:
+        args = parse_args(CRSTrainArgs, argv, prog="presales train crs")
+        model_config(args)  # a bad preset / value fails before anything is loaded
+        t0 = time.time()
+        trainer = Trainer(args)
+        trainer.fit()
+        results = trainer.predict_and_score()
+        log.info("test: %s", results.get("test_headline", {}))
+        log.info("done in %.0fs; run directory %s", time.time() - t0, args.out)
+    except PresalesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

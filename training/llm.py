@@ -1,0 +1,425 @@
+"""Instruction-tune the LLM with LoRA on the four U-NEED tasks (section 3.2), optionally with CRS
+predictions in the instructions and inputs (section 3.4, CRS assisting LLM).
+
+    presales train llm --data data/small --out runs/llm [--base-model runs/llm-base]
+                       [--crs-predictions runs/crs/predictions_train.jsonl | runs/crs] [--merge] [--resume]
+
+Data: every sample of --tasks in the train split becomes an appendix-F record
+(uneed.tasks.llm_record; at most 20 candidates, lettered A-T), wrapped in the prompt template
+(llm.prompts, default 'zh'); the loss covers the output tokens (+ EOS) only. Long prompts lose
+their oldest dialogue turns first (see llm/prompts.py for the exact rule).
+
+--crs-predictions FILE|DIR: a prediction file (uneed.tasks.read_predictions) or a directory of
+predictions_{train,valid,test}.jsonl. Samples with a prediction get the CRS instruction sentence and
+the CRS output (text, or the lettered ranking for recommend); samples missing from it are counted,
+a warning is logged, and their plain record is used - the same at training, validation and test.
+
+Run directory:
+    config.yaml, log.jsonl (per epoch: train_loss, valid_loss, valid/<task>/<metric>), curves.png
+    checkpoint/       latest adapter + optimizer state, for --resume
+    best/             adapter with the lowest validation loss
+    adapter/          the final adapter (= best) + tokenizer + presales_llm.json (base model, prompt settings)
+    merged/           with --merge: base + adapter merged, a plain HF model directory
+    test_metrics.json test-split metrics of the four tasks, overall and per category
+    predictions_{split}.jsonl   LLM predictions (LLM assisting CRS); recommend -> [item_id].
+                      valid and test by default (--predict-splits); train only with --predict-train N
+                      (N samples, -1 for all; 4-task generation over the whole train split is slow).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from training.llm_base import (cosine_schedule, length_batches, load_trainer_state, save_trainer_state,
+                               setup_logging)
+from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
+from uneed.arguments import parse_args
+from uneed.errors import PresalesError
+
+log = logging.getLogger("training.llm")
+
+ALL_TASKS = ["understand", "elicit", "recommend", "respond"]
+
+
+@dataclass
+class LLMTrainArgs:
+    """Instruction-tune the LLM with LoRA on the four pre-sales tasks."""
+
+    data: str = field(metadata={"help": "U-NEED-format corpus directory"})
+    out: str = field(metadata={"help": "run directory"})
+    base_model: str = field(default="runs/llm-base", metadata={"help": "local HF causal-LM dir, or a "
+                                                                        "`train llm-base` run dir"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from --base-model (ChatGLM)"})
+    crs_predictions: str | None = field(default=None, metadata={"help": "CRS prediction file or directory "
+                                                                         "(section 3.4)"})
+    tasks: list[str] = field(default_factory=lambda: list(ALL_TASKS))
+    template: str = field(default="zh", metadata={"help": "prompt template: zh, alpaca, or a format string"})
+    max_length: int = field(default=768, metadata={"help": "tokens of prompt + answer"})
+    item_relations: int | None = field(default=None, metadata={"help": "at most N relations per candidate item "
+                                                                        "in the input (default: all)"})
+    new_tokens_understand: int = 48
+    new_tokens_elicit: int = 24
+    new_tokens_recommend: int = 4
+    new_tokens_respond: int = 96
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"],
+                                    metadata={"help": "module names, or all-linear"})
+    epochs: int = 2
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_train_samples: int = field(default=0, metadata={"help": "use a seeded subset of N train samples (0: all)"})
+    max_valid_samples: int = field(default=256, metadata={"help": "samples for the validation loss (0: all)"})
+    val_generate: int = field(default=48, metadata={"help": "valid samples (spread over tasks) generated each "
+                                                            "epoch for validation metrics (0: none)"})
+    eval_batch_size: int = 16
+    max_test_samples: int = field(default=0, metadata={"help": "test samples scored at the end (0: all)"})
+    predict_splits: list[str] = field(default_factory=lambda: ["valid", "test"])
+    predict_train: int = field(default=0, metadata={"help": "also predict N train samples (-1: all, 0: none)"})
+    merge: bool = field(default=False, metadata={"help": "also save base + adapter merged to RUN/merged"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop training after this many minutes (0: no limit)"})
+    save_steps: int = 200
+    log_steps: int = 20
+    skip_invalid: bool = False
+    seed: int = 42
+    device: str = "auto"
+    bf16: bool | None = None
+    num_threads: int = 0
+    resume: bool = False
+    progress: bool = True
+
+    def prompt_settings(self):
+        from llm.prompts import PromptSettings
+
+        return PromptSettings(template=self.template, max_length=self.max_length, item_relations=self.item_relations,
+                              max_new_tokens={"understand": self.new_tokens_understand,
+                                              "elicit": self.new_tokens_elicit,
+                                              "recommend": self.new_tokens_recommend,
+                                              "respond": self.new_tokens_respond})
+
+
+# ------------------------------------------------------------------------------------ CRS predictions
+def load_crs_predictions(path: str | Path) -> dict[str, object]:
+    """A prediction file, or every predictions_*.jsonl of a directory (keys carry the split)."""
+    from uneed.tasks import read_predictions
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("predictions_*.jsonl"))
+        if not files:
+            raise PresalesError(f"{path}: no predictions_*.jsonl files in this directory")
+        out: dict[str, object] = {}
+        for f in files:
+            out.update(read_predictions(f))
+        return out
+    return read_predictions(path)
+
+
+def attach_crs(samples, predictions: Mapping[str, object] | None, split: str, stats: dict) -> dict[str, object]:
+    """The predictions of these samples; missing ones are counted (stats) and warned about."""
+    if predictions is None:
+        return {}
+    found = {s.key: predictions[s.key] for s in samples if s.key in predictions}
+    missing = len(samples) - len(found)
+    stats[split] = {"samples": len(samples), "with_crs": len(found), "missing": missing}
+    if missing:
+        log.warning("CRS predictions missing for %d of %d %s samples: their plain records are used", missing,
+                    len(samples), split)
+    return found
+
+
+# ------------------------------------------------------------------------------------ examples
+def build_examples(samples, items, tokenizer, settings, crs: Mapping[str, object]) -> tuple[list[dict], int]:
+    from llm.prompts import encode_example, fit_record, render_prompt
+
+    examples, cut = [], 0
+    for s in samples:
+        record, note = fit_record(s, items, tokenizer, settings, crs.get(s.key))
+        cut += note is not None
+        ex = encode_example(render_prompt(record, settings.template), record["output"], tokenizer,
+                            settings.new_tokens(s.task))
+        ex["task"] = s.task
+        examples.append(ex)
+    return examples, cut
+
+
+@torch.no_grad()
+def examples_loss(model, examples, batch_size: int, pad_id: int, device, bf16) -> float:
+    from llm.prompts import IGNORE_INDEX, collate
+
+    if not examples:
+        return float("nan")
+    model.eval()
+    total, count = 0.0, 0
+    for batch in length_batches([len(e["input_ids"]) for e in examples], batch_size, 0, shuffle=False):
+        t = collate([examples[i] for i in batch], pad_id)
+        t = {k: v.to(device) for k, v in t.items()}
+        with autocast(device, bf16):
+            loss = model(**t).loss
+        n = int((t["labels"][:, 1:] != IGNORE_INDEX).sum())
+        total += float(loss) * n
+        count += n
+    model.train()
+    return total / max(1, count)
+
+
+def spread(samples, n: int) -> list:
+    """Up to n samples, the same number from each task (the first ones, so epochs compare)."""
+    if n <= 0:
+        return []
+    by_task: dict[str, list] = {}
+    for s in samples:
+        by_task.setdefault(s.task, []).append(s)
+    per = max(1, math.ceil(n / max(1, len(by_task))))
+    return [s for group in by_task.values() for s in group[:per]]
+
+
+def limit(samples: list, n: int, seed: int) -> list:
+    if n <= 0 or len(samples) <= n:
+        return samples
+    import random
+
+    keep = sorted(random.Random(seed).sample(range(len(samples)), n))
+    return [samples[i] for i in keep]
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(LLMTrainArgs, argv, prog="presales train llm")
+    setup_logging()
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from llm.evaluation import evaluate_llm, flat_metrics
+    from llm.inference import LLM
+    from llm.model import count_parameters, load_base, resolve_base_dir, save_llm_config
+    from uneed.corpus import load_corpus
+    from uneed.tasks import build_samples, write_predictions
+
+    unknown = set(args.tasks) - set(ALL_TASKS)
+    if unknown:
+        raise PresalesError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    set_seed(args.seed)
+    device = pick_device(args.device)
+    use_bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+    run = RunDir(args.out)
+    t_start = time.time()
+
+    corpus = load_corpus(args.data, skip_invalid=args.skip_invalid)
+    splits = {s: [x for x in build_samples(corpus, s, args.tasks) if x.task != "recommend" or x.candidates]
+              for s in ("train", "valid", "test")}
+    train_samples = limit(splits["train"], args.max_train_samples, args.seed)
+    if not train_samples:
+        raise PresalesError(f"{args.data}: no training samples for tasks {args.tasks}")
+    crs_all = load_crs_predictions(args.crs_predictions) if args.crs_predictions else None
+    crs_stats: dict = {}
+    crs = {s: attach_crs(splits[s] if s != "train" else train_samples, crs_all, s, crs_stats) for s in splits}
+
+    base_dir = resolve_base_dir(args.base_model)
+    if not base_dir.exists():
+        raise PresalesError(f"--base-model {args.base_model}: no such directory (run `presales train llm-base` "
+                            "first, or pass a local Hugging Face model directory)")
+    dtype = torch.bfloat16 if use_bf16 and device.type == "cuda" else None
+    model, tokenizer = load_base(base_dir, trust_remote_code=args.trust_remote_code, dtype=dtype)
+    settings = args.prompt_settings()
+    max_pos = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "seq_length", None)
+    if max_pos and settings.max_length > max_pos:
+        log.warning("--max-length %d is over the model's %d positions: using %d", settings.max_length, max_pos,
+                    max_pos)
+        settings.max_length = int(max_pos)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    train_ex, cut = build_examples(train_samples, corpus.items, tokenizer, settings, crs["train"])
+    valid_samples = limit(splits["valid"], args.max_valid_samples, args.seed)
+    valid_ex, vcut = build_examples(valid_samples, corpus.items, tokenizer, settings, crs["valid"])
+    lengths = [len(e["input_ids"]) for e in train_ex]
+    counts = {t: sum(e["task"] == t for e in train_ex) for t in args.tasks}
+    log.info("train: %d examples %s, mean %.0f / max %d tokens, %d cut to fit %d; valid: %d examples (%d cut)",
+             len(train_ex), counts, sum(lengths) / len(lengths), max(lengths), cut, settings.max_length,
+             len(valid_ex), vcut)
+    run.write_json("data_stats.json", {"train": counts, "train_cut": cut, "valid": len(valid_ex), "valid_cut": vcut,
+                                       "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
+                                       "crs_predictions": crs_stats})
+
+    targets = args.lora_targets[0] if args.lora_targets == ["all-linear"] else list(args.lora_targets)
+    if args.resume:
+        state = load_trainer_state(run.checkpoint)
+        model = PeftModel.from_pretrained(model, str(run.checkpoint), is_trainable=True)
+        log.info("resuming from %s (epoch %d, batch %d)", run.checkpoint, state["epoch"], state["batch"])
+    else:
+        state = None
+        lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                          target_modules=targets, task_type="CAUSAL_LM", bias="none")
+        model = get_peft_model(model, lora)
+    run.save_config(args)
+    model.to(device)
+    model.train()
+    log.info("LoRA: %.3fM trainable of %.2fM parameters; device %s%s", count_parameters(model, True) / 1e6,
+             count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(len(train_ex) / args.batch_size) / args.grad_accum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_schedule(args.warmup_steps, max(1, steps_per_epoch * args.epochs), args.min_lr_ratio))
+    start_epoch, start_batch, global_step, best, elapsed_before = 0, 0, 0, float("inf"), 0.0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
+        best, elapsed_before = state.get("best", best), state.get("elapsed", 0.0)
+
+    adapter_info = dict(kind="adapter", base_model=str(base_dir.resolve()), trust_remote_code=args.trust_remote_code,
+                        prompt=settings.to_dict(), crs_assisted=crs_all is not None, tasks=list(args.tasks))
+    t0 = time.time()
+
+    def save_adapter(target: Path, trainer_state: dict | None = None) -> None:
+        tmp = staging_dir(target)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_llm_config(tmp, **adapter_info)
+        if trainer_state is not None:
+            save_trainer_state(tmp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                               global_step=global_step, best=best, elapsed=elapsed_before + time.time() - t0,
+                               **trainer_state)
+        replace_dir(tmp, target)
+
+    val_gen = spread(splits["valid"], args.val_generate)
+    if state is None:
+        run.log(epoch=0, step=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device,
+                                                          use_bf16), event="start")
+    budget = args.max_minutes * 60 if args.max_minutes else float("inf")
+    stopped, first_loss = False, None
+    for epoch in range(start_epoch, args.epochs):
+        batches = length_batches(lengths, args.batch_size, args.seed + epoch)
+        skip = start_batch if epoch == start_epoch else 0
+        losses, tokens, t_epoch = [], 0, time.time()
+        bar = None
+        if args.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(batches), initial=skip, desc=f"llm epoch {epoch + 1}/{args.epochs}",
+                       dynamic_ncols=True)
+        for b in range(skip, len(batches)):
+            t = collate_batch(train_ex, batches[b], pad_id, device)
+            with autocast(device, use_bf16):
+                loss = model(**t).loss
+            (loss / args.grad_accum).backward()
+            if (b + 1) % args.grad_accum == 0 or b + 1 == len(batches):
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                global_step += 1
+                if global_step % args.log_steps == 0:
+                    run.log(step=global_step, train_loss_step=float(loss), lr=scheduler.get_last_lr()[0])
+                if args.save_steps and global_step % args.save_steps == 0:
+                    save_adapter(run.checkpoint, {"epoch": epoch, "batch": b + 1})
+            value = loss.item()
+            first_loss = value if first_loss is None else first_loss
+            losses.append(value)
+            tokens += int(t["attention_mask"].sum())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+            if time.time() - t0 + elapsed_before > budget:
+                log.warning("--max-minutes %.1f reached at epoch %d, batch %d/%d: stopping", args.max_minutes,
+                            epoch + 1, b + 1, len(batches))
+                stopped = True
+                break
+        if bar is not None:
+            bar.close()
+        dt = time.time() - t_epoch
+        train_loss = sum(losses) / max(1, len(losses))
+        valid_loss = examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, use_bf16)
+        row = dict(epoch=epoch + 1, step=global_step, train_loss=train_loss, valid_loss=valid_loss,
+                   samples_per_s=len(losses) * args.batch_size / max(dt, 1e-9), tokens_per_s=tokens / max(dt, 1e-9),
+                   partial=stopped)
+        if val_gen:
+            t_gen = time.time()
+            metrics, _ = evaluate_llm(LLM(model, tokenizer, settings, device), val_gen, corpus.items, crs["valid"],
+                                      batch_size=args.eval_batch_size)
+            model.train()
+            row.update(flat_metrics(metrics, prefix="valid/"))
+            row["valid_generate_s"] = time.time() - t_gen
+        run.log(**row)
+        log.info("epoch %d: train loss %.4f, valid loss %.4f, %.1f samples/s %s", epoch + 1, train_loss, valid_loss,
+                 row["samples_per_s"], {k: v for k, v in row.items() if k.startswith("valid/")})
+        if valid_loss < best or not run.best.exists():
+            best = min(best, valid_loss)
+            save_adapter(run.best)
+        save_adapter(run.checkpoint, {"epoch": epoch + 1 if not stopped else epoch, "batch": 0 if not stopped
+                                      else b + 1})
+        if stopped:
+            break
+    train_minutes = (time.time() - t0 + elapsed_before) / 60
+    run.plot_curves(["train_loss", "valid_loss", "valid/understand/f1", "valid/elicit/f1",
+                     "valid/recommend/accuracy", "valid/respond/bleu-1"])
+
+    # final adapter = the best one; then evaluation and predictions with it
+    final = run.path / "adapter"
+    tmp = staging_dir(final)
+    for f in run.best.iterdir():
+        if f.is_file():
+            (tmp / f.name).write_bytes(f.read_bytes())
+    replace_dir(tmp, final)
+    del model, optimizer
+    llm = LLM.load(final, device=str(device), trust_remote_code=args.trust_remote_code, merge_adapters=True)
+    if args.merge:
+        tmp = staging_dir(run.path / "merged")
+        llm.model.save_pretrained(tmp)
+        llm.tokenizer.save_pretrained(tmp)
+        save_llm_config(tmp, **{**adapter_info, "kind": "merged", "base_model": None})
+        replace_dir(tmp, run.path / "merged")
+        log.info("saved the merged model to %s", run.path / "merged")
+
+    t_eval = time.time()
+    results = {}
+    test_samples = limit(splits["test"], args.max_test_samples, args.seed)
+    predict = {"test": test_samples}
+    if "valid" in args.predict_splits:
+        predict["valid"] = splits["valid"]
+    if args.predict_train:
+        predict["train"] = splits["train"] if args.predict_train < 0 else splits["train"][: args.predict_train]
+    for split, samples in predict.items():
+        metrics, rows = evaluate_llm(llm, samples, corpus.items, crs[split], batch_size=args.eval_batch_size,
+                                     progress=args.progress)
+        n = write_predictions(run.path / f"predictions_{split}.jsonl", rows)
+        log.info("wrote %d %s predictions", n, split)
+        results[split] = metrics
+    test = {"metrics": results["test"], "n_samples": len(predict["test"]), "crs_assisted": crs_all is not None,
+            "note": "recommend: accuracy on the <=20 lettered candidates (an LLM names one item; hit@5/mrr@5 "
+                    "undefined); respond: char bleu-1/2, distinct-1/2; groups: 'all' and each domain"}
+    run.write_json("test_metrics.json", test)
+    summary = {"first_step_loss": first_loss, "epochs": [r for r in run.read_log() if "epoch" in r],
+               "stopped_early": stopped, "train_minutes": train_minutes, "eval_minutes": (time.time() - t_eval) / 60,
+               "total_minutes": (time.time() - t_start) / 60, "test": flat_metrics(results["test"])}
+    run.write_json("summary.json", summary)
+    log.info("test: %s", summary["test"])
+    log.info("done in %.1f min (training %.1f, evaluation %.1f)", summary["total_minutes"], train_minutes,
+             summary["eval_minutes"])
+    return 0
+
+
+def collate_batch(examples, batch: Sequence[int], pad_id: int, device) -> dict:
+    from llm.prompts import collate
+
+    return {k: v.to(device) for k, v in collate([examples[i] for i in batch], pad_id).items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
