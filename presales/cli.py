@@ -137,6 +137,23 @@ for _name, (_module, _help) in TRAIN_SCRIPTS.items():
                       context_settings=PASSTHROUGH)(_command)
 
 
+# ------------------------------------------------------------------------------------------- chat
+@app.command("chat")
+def chat(
+    graph: str = typer.Option("llm", help="llm: the LLM controls and calls CRS tools; crs: the CRS controls and calls the LLM."),
+    run: Path = typer.Option(Path("runs/default"), help="Agent run directory (scripts/run_default.sh writes runs/default)."),
+    category: Optional[str] = typer.Option(None, help="美妆行业 | 手机行业 | 服装行业 | 鞋类行业 | 大家电行业 (default: 美妆行业)."),
+    thread: Optional[str] = typer.Option(None, help="Thread id: continue a conversation (default: a new one)."),
+    trace: Optional[Path] = typer.Option(None, help="Append every step as a JSON line to this file."),
+    user: Optional[str] = typer.Option(None, help="A user id of the corpus whose behaviours the recommender may use."),
+    db: Optional[Path] = typer.Option(None, help="SQLite file of the threads (default: RUN/threads.sqlite)."),
+) -> None:
+    """Talk to the agent step by step: every node, tool call, the needs so far and the reply."""
+    from agent.chat import run_chat
+
+    run_chat(graph, run, category, thread, trace, user, db)
+
+
 # ------------------------------------------------------------------------------------------- main
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

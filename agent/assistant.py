@@ -1,0 +1,175 @@
+"""One object to talk to either graph: it loads the trained models from a run directory, compiles
+the graph with a checkpointer, and runs user turns in threads.
+
+A run directory (what scripts/run_default.sh writes):
+    RUN/agent.yaml       data: the U-NEED-format directory the models were trained on
+    RUN/crs/             the CRS (presales train crs)
+    RUN/crs-llm/         the CRS trained with LLM predictions (graph 2; falls back to crs/)
+    RUN/llm/             the instruction-tuned LLM (presales train llm)
+    RUN/controller/      the LLM fine-tuned as controller (graph 1; falls back to llm/)
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from uneed.corpus import Corpus, load_corpus
+from uneed.errors import PresalesError
+from uneed.schema import DOMAINS
+
+from .policy import PolicyConfig
+from .state import new_thread_state
+
+log = logging.getLogger(__name__)
+GRAPHS = ("llm", "crs")
+HOW_TO_TRAIN = "train one with `bash scripts/run_default.sh` (see README), which writes runs/default"
+
+
+@dataclass
+class RunPaths:
+    root: Path
+    data: Path
+    crs: Path
+    crs_llm: Path
+    llm: Path
+    controller: Path
+
+    @classmethod
+    def from_run(cls, root: str | Path) -> "RunPaths":
+        root = Path(root)
+        if not root.is_dir():
+            raise PresalesError(f"no trained run at {root}: {HOW_TO_TRAIN}")
+        meta_file = root / "agent.yaml"
+        if not meta_file.is_file():
+            raise PresalesError(f"{root} is not an agent run directory (no agent.yaml): {HOW_TO_TRAIN}")
+        meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
+        data = Path(meta.get("data", ""))
+        if not data.is_absolute():
+            data = (root / data).resolve() if (root / data).exists() else data.resolve()
+
+        def pick(*names: str) -> Path:
+            for name in names:
+                if (root / name).is_dir():
+                    return root / name
+            raise PresalesError(f"{root} has none of {', '.join(n + '/' for n in names)}: {HOW_TO_TRAIN}")
+
+        return cls(root, data, pick("crs"), pick("crs-llm", "crs"), pick("llm"), pick("controller", "llm"))
+
+
+@dataclass
+class TurnResult:
+    thread_id: str
+    reply: str
+    events: list[dict] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Assistant:
+    """Runs user turns through graph 'llm' (LLM in control) or 'crs' (CRS in control)."""
+
+    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str):
+        self.graph = graph
+        self.corpus = corpus
+        self.kind = graph_kind
+
+    # ------------------------------------------------------------------------------- building
+    @classmethod
+    def from_run(cls, run_dir: str | Path, graph_kind: str = "llm", checkpointer: Any = None,
+                 db_path: str | Path | None = None, policy: PolicyConfig | None = None) -> "Assistant":
+        if graph_kind not in GRAPHS:
+            raise PresalesError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph_kind!r}")
+        paths = RunPaths.from_run(run_dir)
+        corpus = load_corpus(paths.data, skip_invalid=True)
+        from crs.inference import CRS
+        from llm.inference import LLM
+
+        if checkpointer is None:
+            checkpointer = sqlite_checkpointer(db_path or paths.root / "threads.sqlite")
+        if graph_kind == "crs":
+            from .graph_crs import build_crs_graph
+
+            graph = build_crs_graph(CRS.load(paths.crs_llm), LLM.load(paths.llm), corpus.items, policy,
+                                    checkpointer=checkpointer)
+        else:
+            from llm.chat_model import PresalesChatModel
+
+            from .graph_llm import build_llm_graph
+
+            chat = PresalesChatModel(llm=LLM.load(paths.controller))
+            graph = build_llm_graph(chat, CRS.load(paths.crs), corpus.items, policy, attributes=known_attributes(corpus),
+                                    checkpointer=checkpointer)
+        return cls(graph, corpus, graph_kind)
+
+    # -------------------------------------------------------------------------------- threads
+    @staticmethod
+    def config(thread_id: str) -> dict:
+        return {"configurable": {"thread_id": thread_id}}
+
+    def _input(self, thread_id: str, text: str, category: str | None, user_id: str | None) -> dict[str, Any]:
+        if not isinstance(text, str) or not text.strip():
+            raise PresalesError("the message is empty: say what you are looking for")
+        existing = self.graph.get_state(self.config(thread_id)).values
+        if existing:
+            if category and category != existing.get("category"):
+                raise PresalesError(f"thread {thread_id} is about {existing.get('category')}, not {category}")
+            return {"messages": [HumanMessage(text)]}
+        category = category or next(iter(DOMAINS))
+        if category not in DOMAINS:
+            raise PresalesError(f"unknown category {category!r}; choose one of {', '.join(DOMAINS)}")
+        behaviours = self.corpus.user_behaviours(user_id) if user_id else []
+        return {**new_thread_state(category, behaviours), "messages": [HumanMessage(text)]}
+
+    def send(self, text: str, thread_id: str | None = None, category: str | None = None,
+             user_id: str | None = None) -> TurnResult:
+        """Run one user turn to the reply; returns the reply, this turn's events and the new state."""
+        events: list[dict] = []
+        thread_id = thread_id or uuid.uuid4().hex[:12]
+        for _node, update in self.stream(text, thread_id, category, user_id):
+            events.extend((update or {}).get("events", []))
+        state = self.state(thread_id)
+        return TurnResult(thread_id, state.get("reply", ""), events, state)
+
+    def stream(self, text: str, thread_id: str, category: str | None = None,
+               user_id: str | None = None) -> Iterator[tuple[str, dict]]:
+        """(node, its state update) as each node finishes."""
+        payload = self._input(thread_id, text, category, user_id)
+        for chunk in self.graph.stream(payload, self.config(thread_id), stream_mode="updates"):
+            for node, update in chunk.items():
+                yield node, update if isinstance(update, dict) else {}
+
+    def state(self, thread_id: str) -> dict[str, Any]:
+        return dict(self.graph.get_state(self.config(thread_id)).values)
+
+    def history(self, thread_id: str) -> list[dict[str, Any]]:
+        """Checkpoints of a thread, newest first: step, next nodes, reply so far."""
+        out = []
+        for snap in self.graph.get_state_history(self.config(thread_id)):
+            meta = snap.metadata or {}
+            out.append({"step": meta.get("step"), "next": list(snap.next), "reply": snap.values.get("reply", ""),
+                        "checkpoint_id": snap.config["configurable"].get("checkpoint_id")})
+        return out
+
+
+def known_attributes(corpus: Corpus) -> set[str]:
+    """Attribute names annotated in the train dialogues: what a question may be about."""
+    return {a.key for d in corpus.split("train") for t in d.dialogue for a in t.attributes}
+
+
+def sqlite_checkpointer(path: str | Path):
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+
+
+def memory_checkpointer():
+    return InMemorySaver()

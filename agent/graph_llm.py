@@ -1,0 +1,130 @@
+"""Graph 1, the fine-tuned LLM in control ("CRS assisting LLM" at run time).
+
+    START → receive → controller ─┬─ tool calls ──────────→ tools → absorb → controller
+                                  ├─ a reply ─────────────→ finish → END
+                                  └─ no parsable output,
+                                     or over the step bound → fallback → END
+
+The controller is the LLM bound to the CRS tools (tools/crs_tools.py); a ToolNode runs its calls
+(arguments that do not validate come back to it as an error message); `absorb` keeps the tool
+results in the typed state. The fallback (logged) lets the CRS policy finish the turn alone.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.prebuilt import ToolNode
+
+from tools.crs_tools import make_crs_tools
+from tools.dialogue import turn_record
+from uneed.corpus import Item
+
+from .crs_policy import CRSPolicy, present
+from .nodes import message_text, receive
+from .policy import PolicyConfig, event, needs_of
+from .prompts import controller_messages
+from .state import AgentState
+
+log = logging.getLogger(__name__)
+
+
+def _turn_tool_messages(state: Mapping[str, Any]) -> list[ToolMessage]:
+    """The tool results that answer the controller's latest calls."""
+    out = []
+    for m in reversed(state.get("messages", [])):
+        if isinstance(m, ToolMessage):
+            out.append(m)
+        else:
+            break
+    return list(reversed(out))
+
+
+def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg: PolicyConfig | None = None,
+                    attributes: set[str] | None = None, checkpointer: Any = None):
+    cfg = cfg or PolicyConfig()
+    tools = make_crs_tools(crs, catalog, attributes)
+    controller_model = chat_model.bind_tools(tools)
+    crs_only = CRSPolicy(crs, catalog, cfg)
+
+    def controller(state: Mapping[str, Any]) -> dict[str, Any]:
+        message = controller_model.invoke(controller_messages(state))
+        calls = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+        row = event("controller", calls=calls, text=message_text(message)[:300],
+                    invalid=[c.get("error") for c in getattr(message, "invalid_tool_calls", [])])
+        return {"messages": [message], "steps": state.get("steps", 0) + (1 if message.tool_calls else 0),
+                "events": [row]}
+
+    def route(state: Mapping[str, Any]) -> str:
+        last = state["messages"][-1]
+        if last.tool_calls:
+            return "tools" if state.get("steps", 0) <= cfg.max_tool_steps else "fallback"
+        if getattr(last, "invalid_tool_calls", None) or not message_text(last).strip():
+            return "fallback"
+        return "finish"
+
+    def absorb(state: Mapping[str, Any]) -> dict[str, Any]:
+        update: dict[str, Any] = {"events": [], "needs": {}, "asked": [], "transcript": []}
+        pending = dict(state.get("pending") or {"attributes": [], "items": []})
+        user_index = max(i for i, t in enumerate(state["transcript"]) if t["speaker"] == "用户")
+        for m in _turn_tool_messages(state):
+            art = m.artifact or {}
+            update["events"].append(event("tools", tool=m.name, result=str(m.content)[:500], status=m.status))
+            if m.status == "error":
+                continue
+            if m.name == "extract_needs":
+                update["needs"] = needs_of(art.get("tags", []))
+                update["transcript"].append({"update": user_index, "tags": art.get("tags", [])})
+            elif m.name == "select_attribute_to_ask":
+                update["asked"].append(art["attribute"])
+                values = art.get("values", [])[:3]
+                pending["attributes"] = [f"{art['attribute']}：{v}" for v in values] or [f"{art['attribute']}："]
+            elif m.name == "recommend_items":
+                ranked = [r["item_id"] for r in art.get("items", [])]
+                update["candidates"] = ranked
+                pending["items"] = ranked[:1]
+        update["pending"] = pending
+        return update
+
+    def finish(state: Mapping[str, Any]) -> dict[str, Any]:
+        pending = state.get("pending") or {}
+        text = message_text(state["messages"][-1]).strip()
+        mentioned = [i for i in state.get("candidates", []) if i in text]
+        items = mentioned or list(pending.get("items", []))
+        reply = text if mentioned or not items else present(text, items)
+        attributes = list(pending.get("attributes", [])) if not items else []
+        act = "系统推荐" if items else ("系统提问" if attributes else "系统解释")
+        asked = sorted({a.partition("：")[0] for a in attributes})
+        return {"reply": reply, "recommended": items,
+                "transcript": [turn_record("客服", reply, act, tags=attributes, asked=asked, items=items)],
+                "pending": {"attributes": [], "items": []}, "events": [event("finish", reply=reply)]}
+
+    def fallback(state: Mapping[str, Any]) -> dict[str, Any]:
+        last = state["messages"][-1]
+        reason = "step bound reached" if last.tool_calls else "no parsable call or reply"
+        log.warning("graph 1 fallback (%s): the CRS policy finishes this turn", reason)
+        # Calls left unanswered would make the next prompt malformed: answer them as skipped.
+        skipped = [ToolMessage(content=f"skipped: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
+                   for c in last.tool_calls]
+        update = crs_only.run_turn(state)
+        update["messages"] = skipped + list(update.get("messages", []))
+        update["events"] = [event("fallback", reason=reason)] + list(update.get("events", []))
+        return update
+
+    graph = StateGraph(AgentState)
+    graph.add_node("receive", receive)
+    graph.add_node("controller", controller)
+    graph.add_node("tools", ToolNode(tools, handle_tool_errors=True))
+    graph.add_node("absorb", absorb)
+    graph.add_node("finish", finish)
+    graph.add_node("fallback", fallback)
+    graph.add_edge(START, "receive")
+    graph.add_edge("receive", "controller")
+    graph.add_conditional_edges("controller", route, {"tools": "tools", "finish": "finish", "fallback": "fallback"})
+    graph.add_edge("tools", "absorb")
+    graph.add_edge("absorb", "controller")
+    graph.add_edge("finish", END)
+    graph.add_edge("fallback", END)
+    return graph.compile(checkpointer=checkpointer, name="llm_in_control")

@@ -1,0 +1,74 @@
+"""The CRS's dialogue policy (graph 2, and graph 1's fallback) and the small rules both graphs share.
+
+Ask or recommend (documented rule, configurable): recommend once `min_needs` distinct attributes are
+known, or `max_questions` questions have been asked, or the user just turned an item down and
+said what else they want; otherwise ask. A user turn that follows a recommendation and carries a
+negative cue (太贵, 不合适, 有没有…, 换…) rejects the items of that recommendation: they are never
+recommended again in the thread.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from langchain_core.tools import BaseTool
+
+NEGATIVE_CUES = ("不要这", "不太", "不合适", "不喜欢", "太贵", "贵了", "太大", "太小", "没有我", "有没有", "还有别",
+                 "换一", "换个", "其他", "别的", "不行", "算了")
+
+
+@dataclass
+class PolicyConfig:
+    min_needs: int = 3  # recommend once this many distinct attributes are known
+    max_questions: int = 3  # ... or once this many questions were asked
+    recommend_k: int = 3  # items shown in one recommendation
+    candidate_k: int = 20  # items the LLM chooses among (A-T)
+    max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
+
+
+def is_rejection(user_text: str) -> bool:
+    return any(cue in user_text for cue in NEGATIVE_CUES)
+
+
+def rejected_items(state: Mapping[str, Any], user_text: str) -> list[str]:
+    """Items of the latest staff recommendation that this user turn turns down."""
+    for turn in reversed(state.get("transcript", [])):
+        if turn["speaker"] == "客服":
+            return list(turn.get("items", [])) if turn.get("items") and is_rejection(user_text) else []
+    return []
+
+
+def decide(state: Mapping[str, Any], cfg: PolicyConfig, new_tags: list[str]) -> str:
+    """'ask' or 'recommend' (see the module docstring)."""
+    known = {k for k, values in (state.get("needs") or {}).items() if values}
+    if len(known) >= cfg.min_needs or len(state.get("asked", [])) >= cfg.max_questions:
+        return "recommend"
+    if state.get("rejected") and new_tags and state.get("recommended"):
+        return "recommend"
+    return "ask"
+
+
+def needs_of(tags: list[str]) -> dict[str, list[str]]:
+    """Valued tags as a needs update; 'key：' (an attribute without value) is not a need."""
+    out: dict[str, list[str]] = {}
+    for tag in tags:
+        key, _, value = tag.partition("：")
+        if key and value:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def call_tool(tool: BaseTool, state: Mapping[str, Any], **args: Any) -> tuple[str, Any]:
+    """Run a tool the way ToolNode does (state injected), returning (content, artifact)."""
+    message = tool.invoke({"name": tool.name, "args": {**args, "state": dict(state)},
+                           "id": f"call_{uuid.uuid4().hex[:8]}", "type": "tool_call"})
+    return str(message.content), message.artifact
+
+
+def event(node: str, tool: str | None = None, args: Any = None, result: Any = None, **extra: Any) -> dict:
+    row = {"node": node}
+    if tool is not None:
+        row.update(tool=tool, args=args, result=result)
+    row.update(extra)
+    return row

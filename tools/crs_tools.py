@@ -1,0 +1,127 @@
+"""The trained CRS as LangChain tools, for the LLM controller of graph 1 ("CRS assisting LLM").
+
+Each tool has a pydantic argument schema (what the model may pass) plus the conversation state,
+injected by LangGraph's ToolNode and invisible to the model. Each returns (content, artifact): the
+content is the text the controller reads, the artifact the structured result the graph keeps.
+Bad arguments raise; ToolNode turns that into an error message for the controller.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any, Mapping, Optional
+
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.prebuilt import InjectedState
+from pydantic import BaseModel, Field
+
+from uneed.corpus import Item
+
+from .dialogue import latest_user_text, need_pairs, to_utterance, turn_record, utterances
+
+# Attribute names of the dialogues that item knowledge spells differently.
+RELATION_OF = {"价位": "价格区间", "品类": "叶子类目"}
+OFFER_POOL = 50  # items whose knowledge suggests the values a question offers
+MAX_OFFERED = 4
+
+
+class ExtractNeedsArgs(BaseModel):
+    utterance: Optional[str] = Field(None, max_length=2000,
+                                     description="用户的话，默认最近一句")
+    state: Annotated[dict, InjectedState]
+
+
+class SelectAttributeArgs(BaseModel):
+    attribute: Optional[str] = Field(None, max_length=20,
+                                     description="要问的属性，默认由CRS选")
+    state: Annotated[dict, InjectedState]
+
+
+class RecommendArgs(BaseModel):
+    k: int = Field(3, ge=1, le=50, description="商品数")
+    candidates: Optional[list[str]] = Field(None, max_length=100, description="只在这些商品id中排序")
+    exclude: Optional[list[str]] = Field(None, max_length=200, description="不要推荐的商品id")
+    state: Annotated[dict, InjectedState]
+
+
+class LookupItemArgs(BaseModel):
+    item_id: str = Field(..., min_length=1, max_length=40, description="商品id")
+    state: Annotated[dict, InjectedState]
+
+
+def knowledge_text(item_id: str, items: Mapping[str, Item]) -> str:
+    item = items.get(item_id)
+    if item is None:
+        raise ValueError(f"unknown item id {item_id!r}")
+    return item.text() or "暂无商品信息"
+
+
+def offered_values(attribute: str, item_ids: list[str], items: Mapping[str, Item]) -> list[str]:
+    """The most common values of `attribute` among the items the CRS would recommend now."""
+    relation = RELATION_OF.get(attribute, attribute)
+    counts: Counter = Counter()
+    for item_id in item_ids:
+        item = items.get(item_id)
+        if item is not None:
+            counts.update(item.knowledge.get(relation, []))
+    return [v for v, _ in counts.most_common(MAX_OFFERED)]
+
+
+def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | None = None) -> list[BaseTool]:
+    """Tools over a loaded `crs.inference.CRS`. `items` holds the catalog's knowledge; `attributes`
+    the attribute names a question may be about (None: any)."""
+
+    def extract_needs(utterance: Optional[str] = None, state: dict | None = None):
+        context = utterances(state or {})
+        text = utterance if utterance is not None else latest_user_text(state or {})
+        if not text.strip():
+            raise ValueError("nothing to understand: the utterance is empty")
+        if not context or context[-1].text != text:
+            context.append(to_utterance(turn_record("用户", text)))
+        tags = crs.understand([context])[0]
+        return ("识别到的需求：" + ("；".join(tags) if tags else "无"), {"tags": tags})
+
+    def select_attribute_to_ask(attribute: Optional[str] = None, state: dict | None = None):
+        state = state or {}
+        if attribute is not None and attributes is not None and attribute not in attributes:
+            raise ValueError(f"unknown attribute {attribute!r}; known: {'、'.join(sorted(attributes))}")
+        suggestions = crs.elicit([utterances(state)], [need_pairs(state)])[0]
+        asked = set(state.get("asked", []))
+        chosen = attribute or next((a for a in suggestions if a not in asked), suggestions[0] if suggestions else None)
+        if chosen is None:
+            raise ValueError("the CRS suggests no attribute; pass one explicitly")
+        pool = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
+                             k=OFFER_POOL, exclude=[state.get("rejected", [])])[0]
+        values = offered_values(chosen, [s.item_id for s in pool], items)
+        content = f"询问属性：{chosen}" + (f"（可选：{'、'.join(values)}）" if values else "")
+        content += f"；CRS建议：{'、'.join(suggestions) or '无'}"
+        return content, {"attribute": chosen, "values": values, "suggestions": suggestions}
+
+    def recommend_items(k: int = 3, candidates: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
+                        state: dict | None = None):
+        state = state or {}
+        unknown = [c for c in candidates or [] if c not in items]
+        if candidates is not None and len(unknown) == len(candidates):
+            raise ValueError(f"none of the candidates is a known item id: {candidates[:5]}")
+        banned = list(dict.fromkeys(list(state.get("rejected", [])) + list(exclude or [])))
+        ranked = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
+                               candidates=[candidates] if candidates else None, k=k, exclude=[banned])[0]
+        if not ranked:
+            return "没有可推荐的商品", {"items": []}
+        lines = [f"{n}. {s.item_id}：{items[s.item_id].text() if s.item_id in items else '暂无商品信息'}"
+                 f"（得分 {s.score:.2f}）" for n, s in enumerate(ranked, start=1)]
+        return "\n".join(lines), {"items": [{"item_id": s.item_id, "score": s.score} for s in ranked]}
+
+    def lookup_item(item_id: str, state: dict | None = None):
+        return f"{item_id}：{knowledge_text(item_id, items)}", {"item_id": item_id}
+
+    specs = [
+        (extract_needs, ExtractNeedsArgs, "识别用户最新一句话中的需求（属性和属性值）"),
+        (select_attribute_to_ask, SelectAttributeArgs,
+         "选择下一步要询问的属性，并给出可列举的候选值"),
+        (recommend_items, RecommendArgs,
+         "根据已知需求和浏览行为，从商品向量索引推荐商品"),
+        (lookup_item, LookupItemArgs, "查询商品的属性知识"),
+    ]
+    return [StructuredTool.from_function(fn, name=fn.__name__, description=desc, args_schema=schema,
+                                         response_format="content_and_artifact") for fn, schema, desc in specs]
+
