@@ -103,7 +103,7 @@ class Assistant:
 
             from .graph_llm import build_llm_graph
 
-            chat = PresalesChatModel(llm=LLM.load(paths.controller))
+            chat = PresalesChatModel.from_path(str(paths.controller))
             graph = build_llm_graph(chat, CRS.load(paths.crs), corpus.items, policy, attributes=known_attributes(corpus),
                                     checkpointer=checkpointer)
         return cls(graph, corpus, graph_kind)

@@ -9,6 +9,10 @@ Kinds:
     ivf    IndexIVFFlat (inner product), approximate: nlist k-means cells, nprobe of them searched
     hnsw   IndexHNSWFlat (inner product), approximate graph search with efSearch
 
+Per-query additive bonuses of a few items (`extra`: {row: bonus}, the recommender's behaviour
+pointer) stay exact: the index returns the top k + len(extra), the extra rows are scored exactly
+(vector . query + bonus) and the union is cut to k.
+
 Ranking the given candidates of a sample (Acc/Hit@5/MRR@5) never goes through an approximate
 structure: the candidates' stored vectors are scored exactly (`rank_candidates`, method 'gather');
 method 'selector' does the same through a FAISS search on a flat index restricted to the candidates
@@ -88,12 +92,15 @@ class ItemIndex:
                 else faiss.SearchParametersHNSW(efSearch=max(self.ef_search, 1))
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
-    def search(self, queries: np.ndarray, k: int,
-               exclude: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, exclude: Sequence[Sequence[int]] | None = None,
+               extra: Sequence[dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and scores of each query over the whole catalog, best first.
 
-        `exclude[j]`: rows never returned for query j. Rows of -1 (score -inf) pad a short result.
+        `exclude[j]`: rows never returned for query j. `extra[j]`: {row: bonus} added to those rows'
+        scores. Rows of -1 (score -inf) pad a short result.
         """
+        if extra is not None and any(extra):
+            return self._search_extra(queries, k, exclude, extra)
         q = augment_queries(queries)
         k = max(1, min(int(k), self.n))
         if not exclude or not any(len(e) for e in exclude):
@@ -118,8 +125,29 @@ class ItemIndex:
         scores_out[rows_out < 0] = -np.inf
         return rows_out, scores_out
 
+    def _search_extra(self, queries, k, exclude, extra):
+        q = augment_queries(queries)
+        k = max(1, min(int(k), self.n))
+        m = max(len(e) for e in extra)
+        rows, scores = self.search(queries, min(self.n, k + m), exclude)
+        rows_out = np.full((q.shape[0], k), -1, dtype=np.int64)
+        scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        for j in range(q.shape[0]):
+            bonus = extra[j] if j < len(extra) else {}
+            banned = set(int(r) for r in exclude[j]) if exclude and j < len(exclude) else set()
+            found = {int(r): float(s) for r, s in zip(rows[j], scores[j]) if r >= 0}
+            for r, b in bonus.items():
+                r = int(r)
+                if r in banned:
+                    continue
+                found[r] = float(self.vectors[r] @ q[j]) + float(b)
+            best = sorted(found.items(), key=lambda rs: -rs[1])[:k]
+            rows_out[j, : len(best)] = [r for r, _ in best]
+            scores_out[j, : len(best)] = [s for _, s in best]
+        return rows_out, scores_out
+
     def rank_candidates(self, queries: np.ndarray, candidates: Sequence[Sequence[int]],
-                        method: str = "gather") -> list[tuple[np.ndarray, np.ndarray]]:
+                        method: str = "gather", extra: Sequence[dict] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, its candidate rows sorted by exact score (best first) and the scores.
 
         method 'gather': score the stored vectors of the candidates (exact whatever the index kind);
@@ -135,8 +163,11 @@ class ItemIndex:
             if len(rows) == 0:
                 out.append((rows, np.zeros(0, np.float32)))
                 continue
+            bonus = extra[j] if extra is not None and j < len(extra) else {}
             if method == "gather":
                 scores = self.vectors[rows] @ q[j]
+                if bonus:
+                    scores = scores + np.asarray([bonus.get(int(r), 0.0) for r in rows], dtype=np.float32)
                 order = np.argsort(-scores, kind="stable")
                 out.append((rows[order], scores[order].astype(np.float32)))
             elif method == "selector":
@@ -145,7 +176,12 @@ class ItemIndex:
                 s, r = self.index.search(q[j:j + 1], len(uniq), params=faiss.SearchParameters(sel=selector))
                 del selector
                 keep = r[0] >= 0
-                out.append((r[0][keep], s[0][keep]))
+                r, s = r[0][keep], s[0][keep]
+                if bonus:
+                    s = s + np.asarray([bonus.get(int(x), 0.0) for x in r], dtype=np.float32)
+                    order = np.argsort(-s, kind="stable")
+                    r, s = r[order], s[order]
+                out.append((r, s))
             else:
                 raise ValueError(f"unknown method {method!r}")
         return out

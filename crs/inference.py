@@ -184,17 +184,23 @@ class CRS:
                 out[i] = text
         return out
 
-    def user_vectors(self, feats: Sequence[Features]) -> np.ndarray:
-        """User representations (N, item_dim) of recommendation features."""
-        vecs = []
+    def user_vectors(self, feats: Sequence[Features]) -> tuple[np.ndarray, list[dict[int, float]]]:
+        """User representations (N, item_dim) of recommendation features, and per sample the
+        behaviour-pointer bonus {catalog row: bonus} of the items the user browsed."""
+        vecs, extras = [], []
         self.model.eval()
         for s in range(0, len(feats), self.batch_size):
             batch = collate(list(feats[s:s + self.batch_size]), self.encoder.pad, self.device)
             with torch.no_grad(), _autocast(self.device):
                 u = self.model.user(batch["input_ids"], batch["attention_mask"], batch["behaviours"],
                                     batch["llm_rows"] if self.config.use_llm else None)
+                bonus = self.model.recommender.pointer(batch["behaviours"]).float().cpu().numpy()
             vecs.append(u.float().cpu().numpy())
-        return np.concatenate(vecs) if vecs else np.zeros((0, self.config.item_dim), np.float32)
+            rows = batch["behaviours"].cpu().numpy()
+            for r, b in zip(rows, bonus):
+                extras.append({int(x): float(y) for x, y in zip(r, b) if x >= 0 and y != 0.0})
+        users = np.concatenate(vecs) if vecs else np.zeros((0, self.config.item_dim), np.float32)
+        return users, extras
 
     def predict_examples(self, examples: Sequence[CRSExample], catalog_k: int = 50) -> list[dict]:
         """Prediction rows (uneed.tasks.write_predictions format) for CRS examples of any tasks.
@@ -213,9 +219,9 @@ class CRS:
                 rows[i] = {"key": feats[i].key, "task": task, "prediction": t}
         idx = [i for i, f in enumerate(feats) if f.task == "recommend"]
         if idx:
-            users = self.user_vectors([feats[i] for i in idx])
-            ranked = self.index.rank_candidates(users, [feats[i].candidates for i in idx])
-            top_rows, _ = self.index.search(users, catalog_k) if catalog_k else (None, None)
+            users, extras = self.user_vectors([feats[i] for i in idx])
+            ranked = self.index.rank_candidates(users, [feats[i].candidates for i in idx], extra=extras)
+            top_rows, _ = self.index.search(users, catalog_k, extra=extras) if catalog_k else (None, None)
             for j, i in enumerate(idx):
                 cand_rows, scores = ranked[j]
                 row = {"key": feats[i].key, "task": "recommend",
@@ -306,18 +312,19 @@ class CRS:
                              candidates=self._known(candidates[i], "candidates") if candidates else [])
             examples.append(crs_example(s, self.items, [llm_item] if llm_item else None))
         feats = self.encoder.encode_all(examples, "recommend")
-        users = self.user_vectors(feats)
+        users, extras = self.user_vectors(feats)
         excl = [set(self.catalog.rows(self._known(exclude[i], "exclude"))) if exclude else set()
                 for i in range(len(contexts))]
         results: list[list[ScoredItem]] = []
         if candidates is not None:
             cand_rows = [[r for r in f.candidates if r not in excl[i]] for i, f in enumerate(feats)]
-            for rows, scores in self.index.rank_candidates(users, cand_rows):
+            for rows, scores in self.index.rank_candidates(users, cand_rows, extra=extras):
                 top = len(rows) if k is None else k
                 results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[:top], scores[:top])])
             return results
         top_k = 10 if k is None else k
-        rows, scores = self.index.search(users, top_k, exclude=[sorted(e) for e in excl] if exclude else None)
+        rows, scores = self.index.search(users, top_k, exclude=[sorted(e) for e in excl] if exclude else None,
+                                         extra=extras)
         for j in range(len(contexts)):
             results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[j], scores[j]) if r >= 0])
         return results

@@ -39,7 +39,7 @@ from .prompts import PromptSettings, fit_record, render_prompt
 log = logging.getLogger(__name__)
 
 # Sub-directories of a training run, in the order `LLM.load` looks for them.
-RUN_SUBDIRS = ("merged", "adapter", "best", "checkpoint")
+RUN_SUBDIRS = ("merged", "adapter", "model", "best", "checkpoint")
 
 
 def _device(requested: str | None):
@@ -168,7 +168,7 @@ class LLM:
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
                 raise PresalesError(f"prompt {i} is empty: nothing to generate from")
-            ids = tok(p, add_special_tokens=True)["input_ids"]
+            ids = tok(p, add_special_tokens=True, verbose=False)["input_ids"]
             if len(ids) > limit:
                 log.warning("prompt %d has %d tokens, over the context (%d) minus %d new tokens: "
                             "left-truncated to its last %d tokens", i, len(ids), self.max_context, max_new_tokens,

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # Written next to a saved model / adapter: how prompts were built, so inference matches training.
 LLM_CONFIG = "presales_llm.json"
+# tokenizer_config.json classes of a plain tokenizer.json (the offline char tokenizer of uneed.vocab)
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 @dataclass
@@ -104,10 +106,19 @@ def resolve_base_dir(path: str | Path) -> Path:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    cls = AutoTokenizer
     try:
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+        tok_cfg = json.loads((Path(path) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        tok_cfg = {}
+    if tok_cfg.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES and (Path(path) / "tokenizer.json").is_file():
+        # Our char tokenizer: AutoTokenizer would pick the tokenizer class of config.json's model_type
+        # (Qwen2Tokenizer) and rebuild a byte-level BPE pipeline around the vocabulary.
+        cls = PreTrainedTokenizerFast
+    try:
+        tok = cls.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable directory
         raise ModelLoadError(f"{path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
     if tok.pad_token_id is None:

@@ -13,11 +13,13 @@ Template ("zh", the default; "alpaca" is the Stanford/Chinese-Alpaca wording):
 Long inputs (how truncation works). Every task has a token budget for its answer,
 `max_new_tokens[task]`; the prompt gets `max_length - max_new_tokens[task]` tokens, the same at
 training and inference time. When the prompt is longer:
-  1. the oldest dialogue turns are dropped, whole, from the left of the dialogue part ('[Round i]'
-     blocks), as few as needed (binary search) - the instruction, the current input, the user needs,
-     the CRS results and the candidate block are untouched;
-  2. recommendation only: if even an empty dialogue is too long, each candidate's knowledge is cut to
-     fewer relations (8, 4, 2, 1), so all lettered candidates A-T survive;
+  1. understand / elicit / respond: the oldest dialogue turns are dropped, whole, from the left of
+     the dialogue part ('[Round i]' blocks), as few as needed (binary search) - the instruction, the
+     current input, the user needs, the CRS results are untouched;
+  2. recommend: first each candidate's knowledge is cut to fewer relations (8, 4, then 2), keeping
+     the relations the user's needs name (品牌, 颜色, 价位 -> 价格区间, ...) first; then, at 2, 1 and
+     0 relations (only the leaf category), the oldest turns are dropped as in 1 - so all lettered
+     candidates A-T survive with the attributes that matter for this user;
   3. last resort: the input text is cut from its left, character-wise, keeping its end; logged.
 Outputs longer than `max_new_tokens[task]` are cut on the right at training time (no EOS then).
 """
@@ -44,8 +46,9 @@ TEMPLATES = {
 # Lines a model may start on its own after the answer; generation text is cut there.
 STOP_MARKERS = ("\n### ", "### 指令", "### Instruction")
 
-DEFAULT_MAX_NEW_TOKENS = {"understand": 48, "elicit": 24, "recommend": 4, "respond": 96}
-RELATION_CAPS = (8, 4, 2, 1)
+DEFAULT_MAX_NEW_TOKENS = {"understand": 40, "elicit": 16, "recommend": 4, "respond": 64}
+RELATION_CAPS = (8, 4, 2, 1, 0)
+DROP_TURNS_AT_CAP = 2  # recommendation: dialogue turns are dropped only once items are down to 2 relations
 
 
 def resolve_template(template: str) -> str:
@@ -88,25 +91,34 @@ class PromptSettings:
         return s
 
 
-class _CappedItems(Mapping):
-    """A read-only view of the item table with at most `cap` relations per item."""
+# Dialogue attribute names whose item relation has another name.
+RELATION_ALIASES = {"价位": "价格区间", "价格": "价格区间", "品类": "叶子类目"}
+UNCAPPED_RELATIONS = ("一级类目", "叶子类目")  # a code (never written) and the leaf category (written as 类目)
 
-    def __init__(self, items: Mapping[str, Item], cap: int | None):
-        self.items, self.cap, self.cache = items, cap, {}
+
+def needed_relations(sample: TaskSample) -> list[str]:
+    """Item relations the user's needs talk about, in the order they came up."""
+    return list(dict.fromkeys(RELATION_ALIASES.get(k, k) for k, _ in sample.needs))
+
+
+class _CappedItems(Mapping):
+    """A read-only view of the item table with at most `cap` relations per item: the relations in
+    `prefer` (those the user's needs name) first, then the others in file order; the kept ones are
+    written in file order."""
+
+    def __init__(self, items: Mapping[str, Item], cap: int | None, prefer: Sequence[str] = ()):
+        self.items, self.cap, self.prefer, self.cache = items, cap, list(prefer), {}
 
     def __getitem__(self, key):
         if self.cap is None:
             return self.items[key]
         if key not in self.cache:
             item = self.items[key]
-            keep, n = {}, 0
-            for rel, values in item.knowledge.items():
-                # 一级类目 (a code) and 叶子类目 (written last as 类目) do not count against the cap
-                if rel not in ("一级类目", "叶子类目"):
-                    if n >= self.cap:
-                        continue
-                    n += 1
-                keep[rel] = values
+            countable = [r for r in item.knowledge if r not in UNCAPPED_RELATIONS]
+            ranked = [r for r in self.prefer if r in item.knowledge and r not in UNCAPPED_RELATIONS]
+            ranked += [r for r in countable if r not in ranked]
+            chosen = set(ranked[: self.cap]) | set(UNCAPPED_RELATIONS)
+            keep = {r: v for r, v in item.knowledge.items() if r in chosen}
             self.cache[key] = Item(item.item_id, item.seller_id, keep)
         return self.cache[key]
 
@@ -124,7 +136,7 @@ class _CappedItems(Mapping):
 
 
 def count_tokens(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return len(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
 
 def _fits(tokenizer, record: dict, template: str, budget: int) -> bool:
@@ -136,16 +148,18 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
     """The instruction record of `sample` that fits the prompt budget of its task, and how it was cut
     (None, 'dropped N turns', 'capped items at K relations, dropped N turns', 'cut input by N chars')."""
     budget = settings.prompt_budget(sample.task)
-    caps = [settings.item_relations]
+    caps: list[int | None] = [settings.item_relations]
     if sample.task == "recommend":
         caps += [c for c in RELATION_CAPS if settings.item_relations is None or c < settings.item_relations]
     record = None
     for cap in caps:
-        view = _CappedItems(items, cap) if cap is not None else items
+        view = _CappedItems(items, cap, needed_relations(sample)) if cap is not None else items
         record = llm_record(sample, view, crs_prediction)
         if _fits(tokenizer, record, settings.template, budget):
             note = None if cap == settings.item_relations else f"capped items at {cap} relations"
             return record, note
+        if sample.task == "recommend" and cap != caps[-1] and (cap is None or cap > DROP_TURNS_AT_CAP):
+            continue  # the dialogue holds the needs: shrink the candidates' knowledge first
         n = len(sample.context)
         shortest = llm_record(dataclasses.replace(sample, context=[]), view, crs_prediction)
         if n and _fits(tokenizer, shortest, settings.template, budget):

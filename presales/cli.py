@@ -4,7 +4,9 @@
     presales data stats DIR [--json]                dialogues, turns, act tags, attributes, items, behaviours
     presales data synth --out DIR --scale small     write the embedded corpus
     presales data baselines DIR                     lexicon / majority / popularity baselines on a split
-    presales train crs|llm-base|llm ARGS            training scripts (each has its own --help)
+    presales train crs|llm-base|llm|controller ARGS training scripts (each has its own --help)
+    presales eval tables --run RUN                  the paper's tables from a run's test metrics
+    presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
 
 Errors a user can fix are printed as one clear message with a non-zero exit, never a traceback.
 """
@@ -28,8 +30,11 @@ app = typer.Typer(help="CRS and LLM for e-commerce pre-sales dialogue (U-NEED)."
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="U-NEED-format data: validate, stats, synthesize, baselines.", no_args_is_help=True)
 train_app = typer.Typer(help="Train the models (each subcommand has its own --help).", no_args_is_help=True)
+eval_app = typer.Typer(help="Score runs and write the paper's tables (each subcommand has its own --help).",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -120,6 +125,7 @@ TRAIN_SCRIPTS = {
     "crs": ("training.crs", "Train the unified CRS (section 3.3; with --llm-predictions, section 3.5)."),
     "llm-base": ("training.llm_base", "Pre-train the embedded causal LM on the corpus text."),
     "llm": ("training.llm", "LoRA instruction tuning of the LLM (section 3.2; --crs-predictions: 3.4)."),
+    "controller": ("agent.controller", "Fine-tune the LLM as the tool-calling controller of graph 1."),
 }
 
 
@@ -129,12 +135,16 @@ def _run_script(module: str, argv: list[str]) -> None:
         raise typer.Exit(code)
 
 
-for _name, (_module, _help) in TRAIN_SCRIPTS.items():
-    def _command(ctx: typer.Context, _module: str = _module) -> None:
-        _run_script(_module, list(ctx.args))
+EVAL_SCRIPTS = {
+    "tables": ("eval.tables", "The paper's tables 1-4 (and a chart) from a run directory's test metrics."),
+}
 
-    train_app.command(_name, help=_help + " Run with --help for its arguments.",
-                      context_settings=PASSTHROUGH)(_command)
+for _group, _scripts in ((train_app, TRAIN_SCRIPTS), (eval_app, EVAL_SCRIPTS)):
+    for _name, (_module, _help) in _scripts.items():
+        def _command(ctx: typer.Context, _module: str = _module) -> None:
+            _run_script(_module, list(ctx.args))
+
+        _group.command(_name, help=_help + " Run with --help for its arguments.", context_settings=PASSTHROUGH)(_command)
 
 
 # ------------------------------------------------------------------------------------------- chat

@@ -34,3 +34,36 @@ def tiny_corpus_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     synthesize(out, scale="tiny", seed=0, progress=False)
     return out
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="session")
+def agent_run(tiny_corpus_dir, tmp_path_factory) -> Path:
+    """A complete agent run directory of tiny models (CRS, LLM, LLM-assisted CRS, controller), trained
+    for seconds each: enough to drive both graphs end to end through real models."""
+    from agent.controller import main as train_controller
+    from training import llm as train_llm
+    from training import llm_base
+    from training.crs import main as train_crs
+
+    run = tmp_path_factory.mktemp("agent_run")
+    (run / "agent.yaml").write_text(f"data: {tiny_corpus_dir}\n", encoding="utf-8")
+    crs_args = ["--data", str(tiny_corpus_dir), "--config", str(CONFIGS / "crs_tiny.yaml"), "--rec-epochs", "1",
+                "--epochs", "2", "--predict-splits", "test", "--progress", "false"]
+    assert train_crs([*crs_args, "--out", str(run / "crs")]) == 0
+    assert llm_base.main(["--data", str(tiny_corpus_dir), "--out", str(run / "llm-base"),
+                          "--config", str(CONFIGS / "llm_base_tiny.yaml")]) == 0
+    assert train_llm.main(["--data", str(tiny_corpus_dir), "--out", str(run / "llm"), "--base-model",
+                           str(run / "llm-base"), "--config", str(CONFIGS / "llm_lora_tiny.yaml"),
+                           "--predict-train", "40"]) == 0
+    llm_preds = run / "llm" / "predictions_all.jsonl"
+    llm_preds.write_text("".join(p.read_text("utf-8") for p in sorted((run / "llm").glob("predictions_*.jsonl"))),
+                         encoding="utf-8")
+    assert train_crs([*crs_args, "--out", str(run / "crs-llm"), "--llm-predictions", str(llm_preds)]) == 0
+    assert train_controller(["--data", str(tiny_corpus_dir), "--out", str(run / "controller"), "--base-model",
+                             str(run / "llm"), "--max-train-samples", "48", "--max-valid-samples", "8",
+                             "--max-test-decisions", "8", "--batch-size", "8", "--lr", "0.005",
+                             "--progress", "false"]) == 0
+    return run

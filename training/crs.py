@@ -56,12 +56,15 @@ class CRSTrainArgs:
     llm_predictions: str | None = field(default=None, metadata={"help": "LLM prediction JSONL (all splits): [LLM] "
                                                                         "segments and the LLM item (section 3.5)"})
     seed: int = field(default=42, metadata={"help": "random seed"})
-    rec_epochs: int = field(default=2, metadata={"help": "stage 1 epochs: recommendation only (L_R)"})
-    epochs: int = field(default=6, metadata={"help": "stage 2 epochs: all four tasks (L_R + L_theta)"})
-    batch_size: int = field(default=24, metadata={"help": "batch size of generation tasks"})
+    rec_epochs: int = field(default=4, metadata={"help": "stage 1 epochs: recommendation only (L_R)"})
+    epochs: int = field(default=5, metadata={"help": "stage 2 epochs: all four tasks (L_R + L_theta)"})
+    batch_size: int = field(default=32, metadata={"help": "batch size of generation tasks"})
     rec_batch_size: int = field(default=32, metadata={"help": "batch size of recommendation"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate of the sequence-to-sequence model"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the sequence-to-sequence model"})
     rec_lr: float = field(default=3e-3, metadata={"help": "learning rate of the recommendation head"})
+    item_lr: float | None = field(default=3e-5, metadata={"help": "learning rate of the item embeddings and biases "
+                                                                   "(None: rec_lr); small, so the SVD start is not "
+                                                                   "overwritten by memorising the train items"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms/items)"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up share of all steps"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient norm clip"})
@@ -99,11 +102,13 @@ def model_config(args: CRSTrainArgs) -> CRSConfig:
 
 
 def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
-    decay, no_decay, rec = [], [], []
+    decay, no_decay, rec, items = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith("recommender."):
+        if name in ("recommender.item_emb", "recommender.item_bias"):
+            items.append(p)
+        elif name.startswith("recommender."):
             rec.append(p)
         elif p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias"):
             no_decay.append(p)
@@ -111,7 +116,8 @@ def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
             decay.append(p)
     return [{"params": decay, "lr": args.lr, "weight_decay": args.weight_decay},
             {"params": no_decay, "lr": args.lr, "weight_decay": 0.0},
-            {"params": rec, "lr": args.rec_lr, "weight_decay": 0.0}]
+            {"params": rec, "lr": args.rec_lr, "weight_decay": 0.0},
+            {"params": items, "lr": args.rec_lr if args.item_lr is None else args.item_lr, "weight_decay": 0.0}]
 
 
 def lr_lambda(total: int, warmup: int):
@@ -292,8 +298,8 @@ class Trainer:
         parts = []
         if rec_idx:
             feats = [self.valid_feats[i] for i in rec_idx]
-            users = crs.user_vectors(feats)
-            ranked = crs.index.rank_candidates(users, [f.candidates for f in feats])
+            users, extras = crs.user_vectors(feats)
+            ranked = crs.index.rank_candidates(users, [f.candidates for f in feats], extra=extras)
             ranks = [rank_of(f.gold, list(r)) for f, (r, _) in zip(feats, ranked)]
             m = evaluate("recommend", ranks, ranks)["all"]
             out.update({f"valid_recommend_{k}": m[k] for k in ("accuracy", "hit@5", "mrr@5")})
@@ -324,8 +330,13 @@ class Trainer:
         if args.resume:
             start = self.resume()
         else:
+            import shutil
+
             for name in ("log.jsonl", "test_metrics.json"):
                 (self.run.path / name).unlink(missing_ok=True)
+            for stale in (self.run.best, self.run.checkpoint):  # a fresh run never keeps an older run's models
+                if stale.is_dir():
+                    shutil.rmtree(stale)
             self.build_model()
         self.run.save_config(args)
         self.model.to(self.device)
@@ -387,6 +398,7 @@ class Trainer:
 def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bars at every checkpoint

@@ -50,7 +50,7 @@ class LLMBaseArgs:
     tokenizer_level2: bool = field(default=False, metadata={"help": "add GB2312 level-2 hanzi to the vocabulary"})
     block_size: int = field(default=256, metadata={"help": "tokens per training block"})
     batch_size: int = 16
-    epochs: int = 3
+    epochs: int = 6
     lr: float = 2e-3
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule floor, as a share of --lr"})
     warmup_steps: int = 30
@@ -59,6 +59,8 @@ class LLMBaseArgs:
     max_valid_blocks: int = field(default=128, metadata={"help": "validation blocks per evaluation (0: all)"})
     max_minutes: float = field(default=12.0, metadata={"help": "stop training (then save) after this many minutes; "
                                                                 "0: no limit"})
+    max_steps: int = field(default=0, metadata={"help": "stop after N optimizer steps (0: no limit; for smoke "
+                                                         "tests)"})
     save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps (and each epoch)"})
     log_steps: int = 20
     skip_invalid: bool = field(default=False, metadata={"help": "leave invalid dialogues out instead of failing"})
@@ -267,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.log(step=global_step, train_loss_step=value, lr=scheduler.get_last_lr()[0])
             if args.save_steps and global_step % args.save_steps == 0:
                 checkpoint(epoch, b + 1)
+            if args.max_steps and global_step >= args.max_steps:
+                stopped = True
+                break
             if time.time() - t0 + elapsed_before > budget:
                 log.warning("--max-minutes %.1f reached at epoch %d, batch %d/%d: stopping", args.max_minutes,
                             epoch + 1, b + 1, len(batches))

@@ -1,0 +1,288 @@
+"""Controller fine-tuning: the LLM learns to drive graph 1 from tool-call traces of the corpus.
+
+    presales train controller --data DIR --out RUN --base-model runs/default/llm
+
+The traces (agent/traces.py) are rendered exactly as the chat model renders a live conversation
+(llm.chat_model.render_messages with the CRS tools bound); each AI message is one target. LoRA
+tuning uses the pieces of `presales train llm` (answer-only loss, length batches, cosine schedule),
+then the adapter is merged into RUN/merged, which `LLM.load(RUN)` and the chat model load. At the end the
+controller is scored on the test split's decision points: ask versus recommend (against the act
+tags 系统提问 / 系统推荐) and, when it asks, the attribute (against the annotated keys), beside a
+majority-class baseline; RUN/test_metrics.json holds the figures.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from tools.crs_tools import make_crs_tools
+from uneed.arguments import parse_args
+from uneed.baselines import MajorityElicitor
+from uneed.errors import PresalesError
+
+from .traces import ASK, RECOMMEND, TraceStep, corpus_traces
+
+log = logging.getLogger("agent.controller")
+
+
+def tool_schemas() -> list[dict]:
+    """The CRS tools as the controller sees them (bound to nothing: only their schemas matter here)."""
+    return [convert_to_openai_tool(t) for t in make_crs_tools(crs=None, items={})]
+
+
+def target_text(step: TraceStep) -> str:
+    from llm.parsing import format_tool_call
+
+    calls = "".join(format_tool_call(c["name"], c.get("args", {})) for c in step.target.tool_calls)
+    return f"{step.target.content}{calls}"
+
+
+def step_prompt(step: TraceStep, tools: Sequence[dict], template: str = "zh", tool_format: str = "json") -> str:
+    from llm.chat_model import render_messages
+
+    return render_messages(step.messages, tools, template, tool_format=tool_format)
+
+
+def decision_of(tool_calls: Sequence[dict]) -> tuple[str, str | None]:
+    """('ask', attribute) / ('recommend', None) / ('reply', None) from a controller message's calls."""
+    for call in tool_calls:
+        if call["name"] == "select_attribute_to_ask":
+            return ASK, (call.get("args") or {}).get("attribute")
+        if call["name"] == "recommend_items":
+            return RECOMMEND, None
+    return "reply", None
+
+
+@dataclass
+class ControllerScores:
+    n: int = 0
+    decision_correct: int = 0
+    ask_n: int = 0
+    attribute_correct: int = 0
+    confusion: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"n": self.n, "decision_accuracy": self.decision_correct / self.n if self.n else 0.0,
+                "ask_n": self.ask_n, "attribute_accuracy": self.attribute_correct / self.ask_n if self.ask_n else 0.0,
+                "confusion": {f"{g}->{p}": c for (g, p), c in sorted(self.confusion.items())}}
+
+
+def score(steps: Sequence[TraceStep], predictions: Sequence[tuple[str, str | None]]) -> ControllerScores:
+    out = ControllerScores()
+    for step, (decision, attribute) in zip(steps, predictions):
+        out.n += 1
+        out.decision_correct += decision == step.decision
+        out.confusion[(step.decision, decision)] += 1
+        if step.decision == ASK:
+            out.ask_n += 1
+            out.attribute_correct += attribute in step.attributes
+    return out
+
+
+def majority_baseline(train: Sequence[TraceStep], test: Sequence[TraceStep]) -> ControllerScores:
+    """Always the most frequent train decision; when asking, the domain's most asked attribute."""
+    decisions = Counter(s.decision for s in train if s.kind == "decide")
+    majority = decisions.most_common(1)[0][0] if decisions else ASK
+    elicitor = MajorityElicitor()
+    counts = elicitor.counts
+    for s in train:
+        if s.kind == "decide" and s.decision == ASK:
+            counts[s.domain].update(s.attributes[:1])
+    preds = [(majority, (elicitor.predict(s.domain) or [None])[0]) for s in test]
+    # the attribute baseline is scored on every gold 'ask' step, whatever the majority decision is
+    scores = score(test, preds)
+    scores.attribute_correct = sum((elicitor.predict(s.domain) or [None])[0] in s.attributes
+                                   for s in test if s.decision == ASK)
+    return scores
+
+
+def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
+                      batch_size: int = 8, max_new_tokens: int = 64) -> list[tuple[str, str | None]]:
+    """Generate the controller's message at each decision step and read its decision."""
+    from llm.parsing import parse_tool_calls
+
+    names = [t["function"]["name"] for t in tools]
+    template = getattr(llm.settings, "template", "zh")
+    prompts = [step_prompt(s, tools, template, tool_format) for s in steps]
+    texts = llm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [decision_of(parse_tool_calls(t, names).tool_calls) for t in texts]
+
+
+def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Sequence[dict],
+                   tool_format: str = "json") -> list[dict]:
+    from llm.prompts import encode_example
+
+    out = []
+    for step in steps:
+        example = encode_example(step_prompt(step, tools, settings.template, tool_format), target_text(step), tokenizer,
+                                 settings.max_length // 4)
+        if len(example["input_ids"]) > settings.max_length:
+            # keep the answer and the end of the prompt: the system prompt and tools are cut, never the answer
+            cut = len(example["input_ids"]) - settings.max_length
+            example = {k: v[cut:] for k, v in example.items()}
+        example["task"] = step.kind
+        out.append(example)
+    return out
+
+
+def sample_steps(steps: list[TraceStep], n: int, seed: int) -> list[TraceStep]:
+    if n <= 0 or n >= len(steps):
+        return steps
+    return random.Random(seed).sample(steps, n)
+
+
+@dataclass
+class ControllerTrainArgs:
+    """Fine-tune the LLM as the controller of graph 1 on tool-call traces of the corpus (LoRA)."""
+
+    data: str = field(metadata={"help": "U-NEED-format corpus directory"})
+    out: str = field(metadata={"help": "run directory"})
+    base_model: str = field(default="runs/default/llm", metadata={"help": "the instruction-tuned LLM run (or any "
+                                                                           "local HF causal-LM directory)"})
+    tool_format: str = field(default="compact", metadata={"help": "how tools are shown: compact (one line each, for "
+                                                                   "small context windows) | json (JSON schemas)"})
+    max_length: int = field(default=0, metadata={"help": "tokens of prompt + answer (0: the base LLM's setting)"})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 10
+    max_train_samples: int = field(default=2400, metadata={"help": "trace steps sampled for training (0: all)"})
+    max_valid_samples: int = field(default=200, metadata={"help": "trace steps for the validation loss (0: all)"})
+    max_test_decisions: int = field(default=0, metadata={"help": "test decision points scored (0: all)"})
+    max_minutes: float = field(default=12.0, metadata={"help": "stop training after this many minutes (0: none)"})
+    eval_batch_size: int = 16
+    seed: int = 42
+    device: str = "auto"
+    progress: bool = True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(ControllerTrainArgs, argv, prog="presales train controller")
+    if args.tool_format not in ("compact", "json"):
+        raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
+    return train_controller(args)
+
+
+def train_controller(args: ControllerTrainArgs) -> int:
+    import math
+    import time
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from llm.inference import LLM
+    from llm.model import save_llm_config
+    from training.llm import answer_loss, collate_batch, examples_loss, supports_logits_to_keep
+    from training.llm_base import cosine_schedule, length_batches, setup_logging
+    from training.runtime import RunDir, pick_device, replace_dir, set_seed, staging_dir
+    from uneed.corpus import load_corpus
+
+    setup_logging()
+    set_seed(args.seed)
+    device = pick_device(args.device)
+    run = RunDir(args.out)
+    run.save_config(args)
+    corpus = load_corpus(args.data)
+    base = LLM.load(args.base_model, device=str(device), merge_adapters=True)
+    settings = base.settings
+    if args.max_length:
+        settings.max_length = args.max_length
+    model, tokenizer = base.model, base.tokenizer
+    tools = tool_schemas()
+
+    train_steps = sample_steps(corpus_traces(corpus, "train", args.seed), args.max_train_samples, args.seed)
+    valid_steps = sample_steps(corpus_traces(corpus, "valid", args.seed), args.max_valid_samples, args.seed)
+    train_ex = build_examples(train_steps, tokenizer, settings, tools, args.tool_format)
+    valid_ex = build_examples(valid_steps, tokenizer, settings, tools, args.tool_format)
+    if not train_ex:
+        raise PresalesError(f"{args.data}: no controller traces in the train split")
+    log.info("controller traces: %d train steps %s, %d valid", len(train_ex), dict(Counter(s.kind for s in train_steps)),
+             len(valid_ex))
+
+    model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                                             target_modules="all-linear", task_type="CAUSAL_LM", bias="none"))
+    model.to(device)
+    model.train()
+    keep_logits = supports_logits_to_keep(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr)
+    lengths = [len(e["input_ids"]) for e in train_ex]
+    total = max(1, math.ceil(len(train_ex) / args.batch_size) * args.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(args.warmup_steps, total, 0.1))
+    run.log(epoch=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, False, keep_logits))
+    t0, budget, stopped = time.time(), (args.max_minutes * 60 or float("inf")), False
+    for epoch in range(args.epochs):
+        batches = length_batches(lengths, args.batch_size, args.seed + epoch)
+        losses = []
+        bar = None
+        if args.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(batches), desc=f"controller epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True)
+        for batch in batches:
+            loss, _ = answer_loss(model, collate_batch(train_ex, batch, pad_id, device), keep_logits)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if time.time() - t0 > budget:
+                log.warning("--max-minutes %.1f reached: stopping after %d batches", args.max_minutes, len(losses))
+                stopped = True
+                break
+        if bar is not None:
+            bar.close()
+        valid_loss = examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, False, keep_logits)
+        run.log(epoch=epoch + 1, train_loss=sum(losses) / len(losses), first_batch_loss=losses[0],
+                last_batch_loss=losses[-1], valid_loss=valid_loss, partial=stopped)
+        log.info("controller epoch %d: train loss %.4f (first batch %.4f), valid loss %.4f", epoch + 1,
+                 sum(losses) / len(losses), losses[0], valid_loss)
+        if stopped:
+            break
+    train_minutes = (time.time() - t0) / 60
+    run.plot_curves(["train_loss", "valid_loss"])
+
+    merged = model.merge_and_unload()
+    merged.eval()
+    tmp = staging_dir(run.path / "merged")
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_llm_config(tmp, kind="merged", base_model=None, prompt=settings.to_dict(), tool_format=args.tool_format,
+                    controller=True)
+    replace_dir(tmp, run.path / "merged")
+
+    controller = LLM(merged, tokenizer, settings, device)
+    test_all = corpus_traces(corpus, "test", args.seed)
+    decisions = [s for s in test_all if s.kind == "decide"]
+    if args.max_test_decisions:
+        decisions = sample_steps(decisions, args.max_test_decisions, args.seed)
+    predictions = predict_decisions(controller, decisions, tools, args.tool_format, args.eval_batch_size)
+    ours = score(decisions, predictions).as_dict()
+    train_all = corpus_traces(corpus, "train", args.seed)
+    majority = majority_baseline(train_all, decisions).as_dict()
+    result = {"controller": ours, "majority_baseline": majority, "train_minutes": train_minutes,
+              "train_steps": len(train_ex), "tool_format": args.tool_format}
+    run.write_json("test_metrics.json", result)
+    log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f), attribute accuracy "
+             "%.3f (majority %.3f)", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
+             ours["attribute_accuracy"], majority["attribute_accuracy"])
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

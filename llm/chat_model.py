@@ -1,0 +1,183 @@
+"""The fine-tuned LLM as a LangChain chat model with tool calling, so a LangGraph `ToolNode` can run
+the calls it makes.
+
+    from llm.chat_model import PresalesChatModel
+    chat = PresalesChatModel.from_path("runs/llm").bind_tools([search_items])
+    msg = chat.invoke([SystemMessage("你是客服"), HumanMessage("有保湿的面霜吗")])
+    msg.tool_calls          # [{'name': 'search_items', 'args': {...}, 'id': 'call_…', 'type': 'tool_call'}]
+
+Prompt: the messages are written into the model's own instruction template (llm/prompts.py):
+instruction = the system messages + the bound tools (one JSON schema per line, from
+`convert_to_openai_tool`) + the protocol sentence; input = the conversation, one line per message
+('用户：…', '客服：…' with its calls as <tool_call> blocks, tool results as
+'<tool_response name="…">…</tool_response>').
+
+Text protocol (llm/parsing.py): the model answers with plain text and/or blocks
+    <tool_call>{"name": "search_items", "arguments": {"query": "面霜"}}</tool_call>
+Valid blocks become `AIMessage.tool_calls`. A malformed block (bad JSON, unknown tool, no name,
+unclosed) never raises: the message content is the whole generated text and the block is listed
+in `AIMessage.invalid_tool_calls` with its error. Without bound tools the text is returned as is.
+tool_choice='any'/'required' or a tool name makes the answer start with '<tool_call>' (or with the
+name filled in) - a decoding prefix, since nothing else can force a small model to call.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Sequence
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field
+
+from .parsing import TOOL_OPEN, format_tool_call, parse_tool_calls
+from .prompts import render_prompt
+
+log = logging.getLogger(__name__)
+
+TOOLS_HEADER = "可用工具（每行一个 JSON 模式）：\n"
+COMPACT_HEADER = "可用工具：\n"
+TOOL_FORMATS = ("json", "compact")
+PROTOCOL = ("需要调用工具时，输出 <tool_call>{\"name\": 工具名, \"arguments\": {参数}}</tool_call>，"
+            "可调用多个；不需要时直接回复用户。")
+DEFAULT_SYSTEM = "你是电商售前客服，根据对话回应用户需求。"
+
+
+def _text(content: Any) -> str:
+    """Message content as text (a string, or a list of text blocks)."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "".join(parts)
+
+
+def _compact_tool(fn: dict) -> str:
+    """'name(arg: type = default, ...)：description' - a tool in a few dozen characters."""
+    params = fn.get("parameters", {}) or {}
+    required = set(params.get("required", []))
+    args = []
+    for name, spec in (params.get("properties") or {}).items():
+        types = [spec.get("type")] if spec.get("type") else [o.get("type") for o in spec.get("anyOf", [])]
+        kind = "/".join(t for t in types if t and t != "null") or "any"
+        args.append(name + ("" if name in required else "?") + f": {kind}")
+    return f"{fn.get('name')}({', '.join(args)})：{fn.get('description', '')}"
+
+
+def render_tools(tools: Sequence[dict], tool_format: str = "json") -> str:
+    """The bound tools for the instruction: 'json' (one JSON schema per line, for real LLMs) or
+    'compact' (one signature line per tool, for the small embedded model's context window)."""
+    if tool_format not in TOOL_FORMATS:
+        raise ValueError(f"tool_format must be one of {TOOL_FORMATS}, got {tool_format!r}")
+    lines = []
+    for t in tools:
+        fn = t.get("function", t)
+        if tool_format == "compact":
+            lines.append(_compact_tool(fn))
+        else:
+            lines.append(json.dumps({"name": fn.get("name"), "description": fn.get("description", ""),
+                                     "parameters": fn.get("parameters", {})}, ensure_ascii=False))
+    header = TOOLS_HEADER if tool_format == "json" else COMPACT_HEADER
+    return header + "\n".join(lines) + "\n" + PROTOCOL
+
+
+def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] = (),
+                    template: str = "zh", tool_format: str = "json") -> str:
+    """The prompt of a conversation (see the module docstring)."""
+    system = [_text(m.content) for m in messages if isinstance(m, SystemMessage)]
+    instruction = "\n".join(s for s in system if s) or DEFAULT_SYSTEM
+    if tools:
+        instruction += "\n" + render_tools(tools, tool_format)
+    lines = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            continue
+        if isinstance(m, HumanMessage):
+            lines.append(f"用户：{_text(m.content)}")
+        elif isinstance(m, AIMessage):
+            calls = "".join(format_tool_call(c["name"], c.get("args", {})) for c in m.tool_calls)
+            lines.append(f"客服：{_text(m.content)}{calls}")
+        elif isinstance(m, ToolMessage):
+            name = m.name or m.tool_call_id
+            lines.append(f'<tool_response name="{name}">{_text(m.content)}</tool_response>')
+        else:
+            lines.append(f"{m.type}：{_text(m.content)}")
+    return render_prompt({"instruction": instruction, "input": "\n".join(lines)}, template)
+
+
+class PresalesChatModel(BaseChatModel):
+    """A BaseChatModel over `llm.inference.LLM` (greedy, KV cache) with text-protocol tool calls."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    llm: Any = Field(exclude=True)  # an llm.inference.LLM
+    max_new_tokens: int = 128
+    tool_format: str = "json"  # how bound tools are shown: json | compact (see render_tools)
+
+    @classmethod
+    def from_path(cls, path: str, **kwargs: Any) -> "PresalesChatModel":
+        """Load a model; a controller run (presales train controller) also says how it saw its tools."""
+        from .inference import LLM, resolve_model_dir
+        from .model import read_llm_config
+
+        llm = LLM.load(path)
+        saved = read_llm_config(resolve_model_dir(path)[0]).get("tool_format")
+        if saved and "tool_format" not in kwargs:
+            kwargs["tool_format"] = saved
+        return cls(llm=llm, **kwargs)
+
+    @property
+    def _llm_type(self) -> str:
+        return "presales-llm"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"source": getattr(self.llm, "source", ""), "max_new_tokens": self.max_new_tokens}
+
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | Any], *, tool_choice: str | None = None,
+                   **kwargs: Any):
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def _prefix(self, tools: Sequence[dict], tool_choice: Any) -> str:
+        if not tools or tool_choice in (None, "auto", "none", False):
+            return ""
+        if isinstance(tool_choice, dict):
+            tool_choice = tool_choice.get("function", tool_choice).get("name")
+        names = [t.get("function", t).get("name") for t in tools]
+        if isinstance(tool_choice, str) and tool_choice in names:
+            return f'{TOOL_OPEN}{{"name": "{tool_choice}", "arguments": '
+        return TOOL_OPEN  # 'any', 'required', True
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        tools = list(kwargs.get("tools") or [])
+        prefix = self._prefix(tools, kwargs.get("tool_choice"))
+        template = getattr(getattr(self.llm, "settings", None), "template", "zh")
+        prompt = render_messages(messages, tools, template, self.tool_format) + prefix
+        raw = prefix + self.llm.generate([prompt], max_new_tokens=self.max_new_tokens)[0]
+        for s in stop or []:
+            if s and s in raw:
+                raw = raw[: raw.index(s)]
+        if tools:
+            names = [t.get("function", t).get("name") for t in tools]
+            parsed = parse_tool_calls(raw, names)
+            content = parsed.content if not parsed.invalid_tool_calls else raw.strip()
+            if parsed.invalid_tool_calls:
+                log.info("model wrote %d malformed tool call(s); returned as invalid_tool_calls",
+                         len(parsed.invalid_tool_calls))
+            message = AIMessage(content=content, tool_calls=parsed.tool_calls,
+                                invalid_tool_calls=parsed.invalid_tool_calls,
+                                response_metadata={"raw_text": raw, "model_name": self._llm_type})
+        else:
+            message = AIMessage(content=raw.strip(), response_metadata={"raw_text": raw, "model_name": self._llm_type})
+        return ChatResult(generations=[ChatGeneration(message=message)])

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, end to end on CPU (about 75 minutes on 2 cores):
+#   corpus → CRS → LLM pre-training → LLM instruction tuning → both collaborations → controller
+# and an agent run directory that `presales chat --run runs/default` loads.
+#   OUT=runs/default DATA=data/small SCALE=small bash scripts/run_default.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+OUT=${OUT:-runs/default}
+DATA=${DATA:-data/small}
+SCALE=${SCALE:-small}
+SEED=${SEED:-0}  # the corpus seed; each model's seed is in its config file
+mkdir -p "$OUT"
+
+step() { echo; echo "=== $* ==="; }
+done_() { [ -f "$1/test_metrics.json" ]; }  # a finished step is not run again
+
+step "corpus ($SCALE, seed $SEED) → $DATA"
+[ -f "$DATA/test_dialogue.json" ] || presales data synth --out "$DATA" --scale "$SCALE" --seed "$SEED"
+presales data validate "$DATA"
+presales data baselines "$DATA" > "$OUT/baselines.json"
+printf 'data: %s\n' "$(cd "$DATA" && pwd)" > "$OUT/agent.yaml"
+
+step "CRS (section 3.3) → $OUT/crs"
+done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config configs/crs_default.yaml
+
+step "LLM pre-training on the corpus text → $OUT/llm-base"
+[ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
+    --config configs/llm_base.yaml
+
+step "LLM instruction tuning with LoRA (section 3.2) → $OUT/llm"
+# --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
+done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config configs/llm_lora.yaml \
+    --base-model "$OUT/llm-base" --predict-train 2000
+
+step "LLM assisting CRS (section 3.5) → $OUT/crs-llm"
+cat "$OUT"/llm/predictions_*.jsonl > "$OUT/llm/predictions_all.jsonl"
+done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config configs/crs_default.yaml \
+    --llm-predictions "$OUT/llm/predictions_all.jsonl"
+
+step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
+cat "$OUT"/crs/predictions_*.jsonl > "$OUT/crs/predictions_all.jsonl"
+done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config configs/llm_lora.yaml \
+    --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl"
+
+step "LLM as the controller of graph 1 → $OUT/controller"
+done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm"
+
+step "the paper's tables → $OUT/tables.md"
+presales eval tables --run "$OUT" --out "$OUT/tables.md"
+cat "$OUT/tables.md"
+echo
+echo "Talk to it:  presales chat --graph llm --run $OUT     (or --graph crs)"

@@ -1,0 +1,281 @@
+"""The unified CRS end to end on the tiny embedded corpus: training, inference API, errors.
+
+Runs share a few short trainings of the `tiny` preset (session fixtures)."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from crs.config import CRSConfig, CRSConfigError, preset
+from crs.data import Encoder
+from crs.inference import CRS
+from crs.model import ModelLoadError, build_tokenizer
+from training.crs import main as train_main
+from uneed.errors import PresalesError
+from uneed.tasks import CRSExample, SPECIAL_TOKENS, Utterance, build_samples, crs_example, write_predictions
+
+FAST = ["--preset", "tiny", "--progress", "false", "--lr", "3e-3", "--batch-size", "32", "--valid-samples", "20",
+        "--predict-splits", "test"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crs_run")
+    rc = train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "8",
+                     "--predict-splits", "test", "train", *FAST[:-2], "--batch-size", "16"])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_crs(tiny_run):
+    return CRS.load(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tiny_corpus_dir):
+    from uneed.corpus import load_corpus
+
+    return load_corpus(tiny_corpus_dir)
+
+
+# ------------------------------------------------------------------------------------ tokenizer/config
+def test_char_tokenizer_covers_the_real_samples(samples_dir):
+    from uneed.corpus import load_corpus
+    from uneed.vocab import unknown_rate
+
+    corpus = load_corpus(samples_dir)
+    train = [crs_example(s, corpus.items) for s in build_samples(corpus, "train")]
+    tok = build_tokenizer([t for ex in train for t in (ex.source, ex.target)])
+    others = [crs_example(s, corpus.items) for split in ("valid", "test") for s in build_samples(corpus, split)]
+    assert unknown_rate(tok, [ex.source + ex.target for ex in others]) < 0.01
+    for special in SPECIAL_TOKENS:  # each special token is one token
+        assert len(tok(special, add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_bad_config_values_are_clear():
+    with pytest.raises(CRSConfigError, match="behaviour_encoder"):
+        CRSConfig(behaviour_encoder="lstm")
+    with pytest.raises(CRSConfigError, match="unknown CRS preset"):
+        preset("huge")
+    with pytest.raises(CRSConfigError, match="unknown CRS config field"):
+        CRSConfig.from_dict({"d_model": 64, "colour": "red"})
+
+
+def test_truncation_keeps_the_latest_turns_and_the_prompt():
+    tok = build_tokenizer(["早晚一二三四五六七八九十"])
+    from crs.catalog import Catalog
+
+    enc = Encoder(tok, Catalog(["a"]), max_source_len=40, max_target_len=8)
+    old = "[user]" + "早" * 50
+    new = "[system]晚晚晚晚 Identify attributes and values:"
+    ids, truncated = enc.source(old + new)
+    assert truncated and len(ids) == 40
+    text = tok.decode(ids[1:-1])
+    assert text.endswith("Identify attributes and values:") and "晚晚晚晚" in text
+    assert ids[0] == enc.bos and ids[-1] == enc.eos
+
+
+# ------------------------------------------------------------------------------------ training
+def test_training_lowers_the_loss_and_writes_the_run(tiny_run):
+    rows = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == [1] + [2] * 8
+    gen = [r["train_loss_generate"] for r in rows if "train_loss_generate" in r]
+    rec = [r["train_loss_recommend"] for r in rows]
+    assert gen[-1] < gen[0] - 1.0
+    assert rec[-1] < rec[0]
+    for name in ("config.yaml", "best/crs_config.json", "checkpoint/trainer.pt", "curves.png", "test_metrics.json",
+                 "predictions_test.jsonl", "predictions_train.jsonl"):
+        assert (tiny_run / name).exists(), name
+    metrics = json.loads((tiny_run / "test_metrics.json").read_text())
+    for task in ("understand", "elicit", "recommend", "recommend_catalog", "respond"):
+        assert "all" in metrics["test"][task]
+    assert set(metrics["test"]["recommend"]["all"]) >= {"accuracy", "hit@5", "mrr@5"}
+    assert set(metrics["test"]["recommend_catalog"]["all"]) >= {"hit@10", "hit@50", "mrr@50"}
+    rows = [json.loads(line) for line in (tiny_run / "predictions_test.jsonl").read_text().splitlines()]
+    rec_rows = [r for r in rows if r["task"] == "recommend"]
+    assert rec_rows and all(isinstance(r["prediction"], list) and len(r["prediction"]) == 20 for r in rec_rows)
+    assert all(isinstance(r["prediction"], str) for r in rows if r["task"] != "recommend")
+
+
+def test_short_run_beats_the_baselines_on_train_data(tiny_run, tiny_corpus):
+    """The CRS fits its train data better than popularity ranks it; its understanding is far above 0."""
+    from uneed.baselines import PopularityRecommender
+    from uneed.metrics import evaluate, rank_of
+    from uneed.tasks import read_predictions
+
+    preds = read_predictions(tiny_run / "predictions_train.jsonl")
+    samples = [s for s in build_samples(tiny_corpus, "train", ["recommend", "understand"])
+               if s.task == "understand" or s.candidates]
+    rec = [s for s in samples if s.task == "recommend"]
+    pop = PopularityRecommender().fit(tiny_corpus)
+    base = [rank_of(s.target, pop.rank(s.candidates)) for s in rec]
+    ours = [rank_of(s.target, preds[s.key]) for s in rec]
+    base_m = evaluate("recommend", base, base)["all"]
+    ours_m = evaluate("recommend", ours, ours)["all"]
+    assert ours_m["mrr@5"] > base_m["mrr@5"], (ours_m, base_m)
+    from uneed.tasks import parse_tags
+
+    und = [s for s in samples if s.task == "understand"]
+    f1 = evaluate("understand", [parse_tags(preds[s.key])[0] for s in und], [s.target for s in und])["all"]["f1"]
+    assert f1 > 0.05
+
+
+def test_bad_data_dir_and_bad_config_are_clear_errors(tmp_path, capsys):
+    assert train_main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("epochs: 2\ncolour: red\n")
+    assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(cfg)]) == 2
+    assert "unknown argument" in capsys.readouterr().err
+    assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "huge"]) == 2
+    assert "unknown CRS preset" in capsys.readouterr().err
+    assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run2"), "--resume"]) == 2
+
+
+def test_resume_continues_from_the_checkpoint(tiny_corpus_dir, tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_corpus_dir), "--out", str(out), "--max-train-samples", "40", "--rec-epochs", "1",
+            *FAST]
+    assert train_main([*args, "--epochs", "1"]) == 0
+    assert train_main([*args, "--epochs", "2", "--resume"]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    llm = tmp_path / "llm.jsonl"
+    write_predictions(llm, [{"key": s.key, "prediction": "x"} for s in build_samples(tiny_corpus, "train")])
+    capsys.readouterr()
+    assert train_main([*args, "--epochs", "3", "--resume", "--llm-predictions", str(llm)]) == 2
+    assert "--llm-predictions" in capsys.readouterr().err
+
+
+def test_llm_assisted_variant_trains_and_uses_the_llm_item(tiny_corpus_dir, tiny_corpus, tmp_path):
+    # an "LLM" that is right about everything: its item is the gold one, its tags the gold tags
+    rows = []
+    for split in ("train", "valid", "test"):
+        for s in build_samples(tiny_corpus, split):
+            pred = [s.target] if s.task == "recommend" else ("；".join(s.target) if isinstance(s.target, list)
+                                                              else s.target)
+            rows.append({"key": s.key, "task": s.task, "prediction": pred})
+    preds = tmp_path / "llm.jsonl"
+    write_predictions(preds, rows)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--llm-predictions", str(preds),
+                       "--rec-epochs", "2", "--epochs", "1", "--max-train-samples", "60", *FAST]) == 0
+    crs = CRS.load(out)
+    assert crs.config.use_llm
+    assert crs.model.recommender.use_llm
+    sample = next(s for s in build_samples(tiny_corpus, "test", ["recommend"]) if s.candidates)
+    wrong = next(c for c in sample.candidates if c != sample.target)
+    with_llm = crs.recommend([sample.context], candidates=[sample.candidates], llm_items=[wrong], k=None)[0]
+    without = crs.recommend([sample.context], candidates=[sample.candidates], k=None)[0]
+    assert [x.score for x in with_llm] != [x.score for x in without]
+    ex = crs_example(sample, tiny_corpus.items, [wrong])
+    assert isinstance(ex, CRSExample) and ex.llm_item == wrong
+    und = next(s for s in build_samples(tiny_corpus, "test", ["understand"]))
+    assert "[LLM]" in crs_example(und, tiny_corpus.items, "品类：面膜").source
+
+
+def test_base_model_checkpoint(tiny_corpus_dir, tmp_path):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from uneed.vocab import build_char_tokenizer
+
+    base = tmp_path / "bart"
+    tok = build_char_tokenizer(["品类面膜"])
+    tok.save_pretrained(str(base))
+    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.eos_token_id)
+    BartForConditionalGeneration(cfg).save_pretrained(str(base))
+    out = tmp_path / "run"
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(base),
+                       "--rec-epochs", "1", "--epochs", "1", "--max-train-samples", "20", "--max-predict-samples", "5",
+                       *FAST]) == 0
+    crs = CRS.load(out)
+    assert crs.model.seq2seq.get_input_embeddings().weight.shape[0] == len(crs.tok) > len(tok)
+    assert all(len(crs.tok(t, add_special_tokens=False)["input_ids"]) == 1 for t in SPECIAL_TOKENS)
+    assert crs.config.base_model == str(base)
+    assert isinstance(crs.respond([[Utterance("用户", "有面膜吗", "用户需求")]])[0], str)
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "r2"),
+                       "--base-model", str(tmp_path / "nothing"), *FAST]) == 2
+
+
+# ------------------------------------------------------------------------------------ inference API
+def test_inference_api(tiny_crs, tiny_corpus, caplog):
+    s = next(s for s in build_samples(tiny_corpus, "test", ["recommend"]) if s.candidates and s.context)
+    ctx = s.context
+    tags = tiny_crs.understand([ctx, ctx[:1]])
+    assert len(tags) == 2 and all(isinstance(t, list) for t in tags)
+    keys = tiny_crs.elicit([ctx], needs=[[("品类", "面膜")]])
+    assert isinstance(keys[0], list)
+    reply = tiny_crs.respond([ctx], attributes=[["肤质："]], items=[[s.target]])
+    assert isinstance(reply[0], str)
+    with caplog.at_level(logging.WARNING):
+        ranked = tiny_crs.recommend([ctx], behaviours=[s.behaviours], candidates=[s.candidates + ["no-such-item"]],
+                                    k=None)[0]
+    assert "unknown item id" in caplog.text
+    assert sorted(x.item_id for x in ranked) == sorted(s.candidates)
+    assert all(a.score >= b.score for a, b in zip(ranked, ranked[1:]))
+    top = tiny_crs.recommend([ctx], behaviours=[s.behaviours], k=10)[0]
+    assert len(top) == 10
+    again = tiny_crs.recommend([ctx], behaviours=[s.behaviours], k=10, exclude=[[top[0].item_id]])[0]
+    assert top[0].item_id not in [x.item_id for x in again]
+    assert [x.item_id for x in again[:9]] == [x.item_id for x in top[1:10]]
+    with pytest.raises(PresalesError, match="non-empty context"):
+        tiny_crs.understand([[]])
+    assert isinstance(tiny_crs.elicit([[]])[0], list)  # documented: answers from the prompt alone
+    with pytest.raises(PresalesError, match="entries for"):
+        tiny_crs.recommend([ctx, ctx], behaviours=[[]])
+
+
+def test_catalog_ranking_equals_brute_force(tiny_crs, tiny_corpus):
+    samples = [s for s in build_samples(tiny_corpus, "test", ["recommend"]) if s.candidates][:4]
+    examples = [crs_example(s, tiny_crs.items) for s in samples]
+    feats = tiny_crs.encoder.encode_all(examples)
+    users, _ = tiny_crs.user_vectors(feats)
+    from crs.data import collate
+
+    batch = collate(feats, tiny_crs.encoder.pad)
+    with torch.no_grad():
+        dense = tiny_crs.model.recommender.scores(torch.from_numpy(users), batch["behaviours"])
+    got = tiny_crs.recommend([s.context for s in samples], behaviours=[s.behaviours for s in samples], k=50)
+    for j, items in enumerate(got):
+        assert [x.item_id for x in items] == [tiny_crs.catalog.ids[r] for r in torch.topk(dense[j], 50).indices]
+        np.testing.assert_allclose([x.score for x in items], torch.topk(dense[j], 50).values.numpy(), rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_long_context_is_truncated_and_logged(tiny_crs, caplog):
+    ctx = [Utterance("用户" if i % 2 == 0 else "客服", f"第{i}句话，我想要一个面膜", "用户需求") for i in range(60)]
+    with caplog.at_level(logging.INFO, logger="crs.data"):
+        out = tiny_crs.understand([ctx])
+    assert len(out) == 1
+    assert "truncated from the left" in caplog.text
+
+
+def test_load_errors_are_clear(tiny_run, tmp_path):
+    with pytest.raises(ModelLoadError, match="no such CRS run"):
+        CRS.load(tmp_path / "missing")
+    with pytest.raises(ModelLoadError, match="not a CRS run"):
+        CRS.load(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run / "best", broken)
+    (broken / "recommender.pt").unlink()
+    with pytest.raises(ModelLoadError, match="incomplete"):
+        CRS.load(broken)
+    (broken / "recommender.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelLoadError, match="corrupt recommender"):
+        CRS.load(broken)
+    shutil.copy(tiny_run / "best" / "recommender.pt", broken / "recommender.pt")
+    (broken / "crs_config.json").write_text("{oops")
+    with pytest.raises(ModelLoadError, match="corrupt CRS config"):
+        CRS.load(broken)
+    (broken / "crs_config.json").write_text((tiny_run / "best" / "crs_config.json").read_text())
+    for f in (broken / "seq2seq").glob("*.safetensors"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="seq2seq"):
+        CRS.load(broken)

@@ -1,0 +1,164 @@
+"""Pre-training, LoRA instruction tuning, save/load through --base-model, resume, inference edges."""
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm.inference import LLM, make_sample
+from llm.model import build_embedded_model, build_tokenizer, corpus_texts, load_base
+from llm.prompts import PromptSettings
+from training import llm as train_llm
+from training import llm_base
+from uneed.corpus import load_corpus
+from uneed.errors import PresalesError
+from uneed.tasks import Utterance, build_samples, read_predictions
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_corpus_dir):
+    return load_corpus(tiny_corpus_dir)
+
+
+@pytest.fixture(scope="module")
+def base_run(tiny_corpus_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("llm-base")
+    assert llm_base.main(["--data", str(tiny_corpus_dir), "--out", str(out),
+                          "--config", str(CONFIGS / "llm_base_tiny.yaml")]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_corpus_dir, base_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("llm")
+    assert train_llm.main(["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(base_run),
+                           "--config", str(CONFIGS / "llm_lora_tiny.yaml"), "--merge", "--save-steps", "3"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(corpus):
+    torch.manual_seed(0)
+    tok = build_tokenizer(corpus_texts(corpus))
+    return LLM(build_embedded_model(tok, "tiny"), tok, PromptSettings(max_length=256))
+
+
+def test_base_run_saves_an_hf_model_that_loads_back(base_run, tiny_corpus_dir, tmp_path):
+    assert (base_run / "model" / "config.json").is_file() and (base_run / "model" / "tokenizer.json").is_file()
+    epochs = [json.loads(line) for line in (base_run / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("epoch") == 1 and "train_loss" in r and "valid_loss" in r for r in epochs)
+    for path in (base_run, base_run / "model"):  # a run dir or its model/
+        model, tok = load_base(path)
+        assert len(tok("售前对话")["input_ids"]) == 4
+    # --base-model takes a saved directory (here: continue pre-training it for 2 steps)
+    again = tmp_path / "again"
+    assert llm_base.main(["--data", str(tiny_corpus_dir), "--out", str(again), "--base-model",
+                          str(base_run / "model"), "--config", str(CONFIGS / "llm_base_tiny.yaml"),
+                          "--max-steps", "2"]) == 0
+    assert (again / "model" / "config.json").is_file()
+
+
+def test_lora_run_outputs(lora_run, corpus):
+    assert (lora_run / "adapter" / "adapter_config.json").is_file()
+    assert (lora_run / "merged" / "config.json").is_file()
+    metrics = json.loads((lora_run / "test_metrics.json").read_text())["metrics"]
+    assert metrics and set(metrics) <= {"understand", "elicit", "recommend", "respond"}
+    for task, groups in metrics.items():
+        assert "all" in groups and groups["all"]["n"] > 0
+    assert "accuracy" in metrics.get("recommend", {"all": {"accuracy": 0}})["all"]
+    preds = read_predictions(lora_run / "predictions_test.jsonl")
+    assert preds and all(isinstance(v, list) for k, v in preds.items() if "/recommend/" in k)
+    log_rows = [json.loads(line) for line in (lora_run / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("epoch") == 1 and "valid_loss" in r and "train_loss" in r for r in log_rows)
+    assert (lora_run / "curves.png").is_file()
+    # the adapter dir, the merged dir and the run dir all load; merged and adapter agree
+    sample = next(s for s in build_samples(corpus, "test", ["respond"]))
+    outs = [LLM.load(p).respond([sample], corpus.items) for p in (lora_run, lora_run / "adapter",
+                                                                   lora_run / "merged")]
+    assert outs[1] == outs[2]
+
+
+def test_resume_continues_the_run(lora_run, base_run, tiny_corpus_dir):
+    assert train_llm.main(["--data", str(tiny_corpus_dir), "--out", str(lora_run), "--base-model", str(base_run),
+                           "--config", str(CONFIGS / "llm_lora_tiny.yaml"), "--epochs", "2", "--resume",
+                           "--val-generate", "0", "--max-test-samples", "4"]) == 0
+    epochs = [json.loads(line).get("epoch") for line in (lora_run / "log.jsonl").read_text().splitlines()]
+    assert 2 in epochs and epochs.count(1) == 1
+
+
+def test_short_lora_run_lowers_the_loss(corpus, base_run):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base, tok = load_base(base_run)  # briefly pre-trained: a random model's logits are too flat to move
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.2 * sum(
+        p.numel() for p in model.parameters())
+    samples = build_samples(corpus, "train", ["understand", "elicit"])[:8]
+    examples, _ = train_llm.build_examples(samples, corpus.items, tok, PromptSettings(max_length=256), {})
+    batch = train_llm.collate_batch(examples, range(len(examples)), tok.pad_token_id, torch.device("cpu"))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    losses = []
+    for _ in range(25):
+        loss, _ = train_llm.answer_loss(model, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_load_errors(tmp_path, base_run):
+    with pytest.raises(PresalesError, match="no such"):
+        LLM.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PresalesError, match="no model here"):
+        LLM.load(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(PresalesError, match="cannot load"):
+        LLM.load(bad)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(PresalesError, match="no such model directory"):
+        LLM.load(adapter)
+    with pytest.raises(PresalesError, match="no such directory"):
+        train_llm.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--base-model", str(tmp_path / "x")])
+
+
+def test_generation_edges(tiny_llm, caplog):
+    assert tiny_llm.generate([]) == []
+    assert tiny_llm.understand([]) == []
+    with pytest.raises(PresalesError, match="empty"):
+        tiny_llm.generate(["  "])
+    with caplog.at_level(logging.WARNING):
+        out = tiny_llm.generate(["用户：面霜" * 200], max_new_tokens=4)
+    assert len(out) == 1 and "left-truncated" in caplog.text
+    # batched (left padding) == one by one, greedy
+    prompts = ["### 指令：\n识别\n### 输入：\n用户：要面霜\n### 回答：\n", "用户：你好", "客服：亲，想要什么价位的呢？" * 3]
+    together = tiny_llm.generate(prompts, max_new_tokens=6, batch_size=3)
+    alone = [tiny_llm.generate([p], max_new_tokens=6)[0] for p in prompts]
+    assert together == alone
+
+
+def test_task_methods_and_empty_inputs(tiny_llm, corpus, caplog):
+    with pytest.raises(PresalesError, match="empty"):
+        tiny_llm.understand([make_sample("understand", current=Utterance("用户", "", ""))])
+    with pytest.raises(PresalesError, match="no candidates"):
+        tiny_llm.recommend([make_sample("recommend", context=[Utterance("用户", "要面霜", "")])], corpus.items)
+    ctx = [Utterance("用户", "有没有保湿的面霜" * 40, "用户需求")] * 6  # far over 256 tokens
+    with caplog.at_level(logging.INFO):
+        tags = tiny_llm.understand([make_sample("understand", ctx, Utterance("用户", "要大瓶的", "用户需求"))])
+    assert isinstance(tags[0], list) and "over the context length" in caplog.text
+    rec = next(s for s in build_samples(corpus, "test", ["recommend"]) if s.candidates)
+    choice = tiny_llm.recommend([rec], corpus.items)[0]
+    assert choice is None or choice in rec.candidates
+    assert isinstance(tiny_llm.elicit([make_sample("elicit", ctx[:1])])[0], list)
+    assert isinstance(tiny_llm.respond([make_sample("respond", ctx[:1], needs=[("品类", "面霜")])])[0], str)
+    rows = tiny_llm.predict(build_samples(corpus, "test")[:6], corpus.items)
+    assert all({"key", "task", "prediction"} <= set(r) for r in rows)
