@@ -102,7 +102,7 @@ def majority_baseline(train: Sequence[TraceStep], test: Sequence[TraceStep]) -> 
 
 
 def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
-                      batch_size: int = 8, max_new_tokens: int = 64) -> list[tuple[str, str | None]]:
+                      batch_size: int = 8, max_new_tokens: int = 128) -> list[tuple[str, str | None]]:
     """Generate the controller's message at each decision step and read its decision."""
     from llm.parsing import parse_tool_calls
 
@@ -264,22 +264,26 @@ def train_controller(args: ControllerTrainArgs) -> int:
                     controller=True)
     replace_dir(tmp, run.path / "merged")
 
-    controller = LLM(merged, tokenizer, settings, device)
-    test_all = corpus_traces(corpus, "test", args.seed)
-    decisions = [s for s in test_all if s.kind == "decide"]
-    if args.max_test_decisions:
-        decisions = sample_steps(decisions, args.max_test_decisions, args.seed)
-    predictions = predict_decisions(controller, decisions, tools, args.tool_format, args.eval_batch_size)
-    ours = score(decisions, predictions).as_dict()
-    train_all = corpus_traces(corpus, "train", args.seed)
-    majority = majority_baseline(train_all, decisions).as_dict()
-    result = {"controller": ours, "majority_baseline": majority, "train_minutes": train_minutes,
-              "train_steps": len(train_ex), "tool_format": args.tool_format}
+    result = evaluate_controller(LLM(merged, tokenizer, settings, device), corpus, args.tool_format,
+                                 args.max_test_decisions, args.seed, args.eval_batch_size)
+    result.update(train_minutes=train_minutes, train_steps=len(train_ex))
     run.write_json("test_metrics.json", result)
+    return 0
+
+
+def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: int = 0, seed: int = 42,
+                        batch_size: int = 16) -> dict:
+    """Ask-vs-recommend and attribute accuracy on the test split's decision points, beside the majority."""
+    decisions = [s for s in corpus_traces(corpus, "test", seed) if s.kind == "decide"]
+    if max_decisions:
+        decisions = sample_steps(decisions, max_decisions, seed)
+    predictions = predict_decisions(llm, decisions, tool_schemas(), tool_format, batch_size)
+    ours = score(decisions, predictions).as_dict()
+    majority = majority_baseline(corpus_traces(corpus, "train", seed), decisions).as_dict()
     log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f), attribute accuracy "
              "%.3f (majority %.3f)", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
              ours["attribute_accuracy"], majority["attribute_accuracy"])
-    return 0
+    return {"controller": ours, "majority_baseline": majority, "tool_format": tool_format}
 
 
 if __name__ == "__main__":
