@@ -28,6 +28,7 @@ from uneed.errors import PresalesError
 from .traces import ASK, RECOMMEND, TraceStep, corpus_traces
 
 log = logging.getLogger("agent.controller")
+ANSWER_TOKENS = 128  # what the chat model leaves for its answer (PresalesChatModel.max_new_tokens)
 
 
 def tool_schemas() -> list[dict]:
@@ -40,12 +41,6 @@ def target_text(step: TraceStep) -> str:
 
     calls = "".join(format_tool_call(c["name"], c.get("args", {})) for c in step.target.tool_calls)
     return f"{step.target.content}{calls}"
-
-
-def step_prompt(step: TraceStep, tools: Sequence[dict], template: str = "zh", tool_format: str = "json") -> str:
-    from llm.chat_model import render_messages
-
-    return render_messages(step.messages, tools, template, tool_format=tool_format)
 
 
 def decision_of(tool_calls: Sequence[dict]) -> tuple[str, str | None]:
@@ -102,27 +97,43 @@ def majority_baseline(train: Sequence[TraceStep], test: Sequence[TraceStep]) -> 
 
 
 def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
-                      batch_size: int = 8, max_new_tokens: int = 128) -> list[tuple[str, str | None]]:
+                      batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS) -> list[tuple[str, str | None]]:
     """Generate the controller's message at each decision step and read its decision."""
     from llm.parsing import parse_tool_calls
 
+    from llm.chat_model import fit_messages, render_messages
+
     names = [t["function"]["name"] for t in tools]
     template = getattr(llm.settings, "template", "zh")
-    prompts = [step_prompt(s, tools, template, tool_format) for s in steps]
+    tokenizer = llm.tokenizer
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+    prompts = [render_messages(fit_messages(s.messages, tools, count, llm.max_context - max_new_tokens, template,
+                                            tool_format)[0], tools, template, tool_format=tool_format) for s in steps]
     texts = llm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     return [decision_of(parse_tool_calls(t, names).tool_calls) for t in texts]
 
 
 def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Sequence[dict],
                    tool_format: str = "json") -> list[dict]:
+    """Training examples whose prompts are fitted exactly as the chat model fits them at run time:
+    the oldest messages go first, the instruction, the tools and the current turn stay."""
+    from llm.chat_model import fit_messages, render_messages
     from llm.prompts import encode_example
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
 
     out = []
     for step in steps:
-        example = encode_example(step_prompt(step, tools, settings.template, tool_format), target_text(step), tokenizer,
-                                 settings.max_length // 4)
+        messages, _ = fit_messages(step.messages, tools, count, settings.max_length - ANSWER_TOKENS,
+                                   settings.template, tool_format)
+        prompt = render_messages(messages, tools, settings.template, tool_format=tool_format)
+        example = encode_example(prompt, target_text(step), tokenizer, ANSWER_TOKENS)
         if len(example["input_ids"]) > settings.max_length:
-            # keep the answer and the end of the prompt: the system prompt and tools are cut, never the answer
+            # the current turn alone is too long: cut the prompt's start, never the answer (as generate does)
             cut = len(example["input_ids"]) - settings.max_length
             example = {k: v[cut:] for k, v in example.items()}
         example["task"] = step.kind

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from tools.crs_tools import format_attribute_choice, format_ranking
 from tools.dialogue import turn_record
 from uneed.corpus import Corpus, Item
 from uneed.schema import LINK_ONLY, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
@@ -104,8 +105,7 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             yield emit(AIMessage("", tool_calls=[call]), "decide", decision=RECOMMEND)
             others = [c for c in (recs[0].rec_item_candidates or [[]])[0] if c != gold]
             ranked = [gold] + rng.sample(others, min(2, len(others)))
-            answer(call, "\n".join(f"{k}. {i}：{items[i].text() if i in items else '暂无商品信息'}"
-                                   for k, i in enumerate(ranked, start=1)))
+            answer(call, format_ranking(ranked, items))
             n += 1
             call = _call("lookup_item", {"item_id": gold}, n)
             yield emit(AIMessage("", tool_calls=[call]), "lookup")
@@ -122,7 +122,7 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             n += 1
             call = _call("select_attribute_to_ask", {"attribute": keys[0]}, n)
             yield emit(AIMessage("", tool_calls=[call]), "decide", decision=ASK, attributes=keys)
-            answer(call, f"询问属性：{keys[0]}" + (f"（可选：{'、'.join(values)}）" if values else ""))
+            answer(call, format_attribute_choice(keys[0], values, keys))
             reply = " ".join(t.send_content for t in asks)
             yield emit(AIMessage(reply), "reply", decision=ASK)
             asked_tags = [a.tag for t in asks for a in t.attributes]

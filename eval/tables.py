@@ -106,3 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(render(results) + f"\n![overall figures]({chart.name})\n", encoding="utf-8")
     print(f"wrote {out} and {chart}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

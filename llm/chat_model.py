@@ -112,6 +112,25 @@ def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] = (),
     return render_prompt({"instruction": instruction, "input": "\n".join(lines)}, template)
 
 
+def fit_messages(messages: Sequence[BaseMessage], tools: Sequence[dict], count_tokens: Callable[[str], int],
+                 budget: int, template: str = "zh", tool_format: str = "json") -> tuple[list[BaseMessage], int]:
+    """Drop the oldest messages before the current turn (the last user message and what follows it)
+    until the prompt fits `budget` tokens, so the instruction, the tools and the current turn survive a
+    long conversation. Returns the messages kept and how many were dropped; if the current turn alone is
+    too long, the LLM's own left truncation applies."""
+    kept = list(messages)
+    dropped = 0
+    while count_tokens(render_messages(kept, tools, template, tool_format)) > budget:
+        humans = [i for i, m in enumerate(kept) if isinstance(m, HumanMessage)]
+        current = humans[-1] if humans else len(kept)
+        oldest = next((i for i, m in enumerate(kept[:current]) if not isinstance(m, SystemMessage)), None)
+        if oldest is None:
+            break
+        del kept[oldest]
+        dropped += 1
+    return kept, dropped
+
+
 class PresalesChatModel(BaseChatModel):
     """A BaseChatModel over `llm.inference.LLM` (greedy, KV cache) with text-protocol tool calls."""
 
@@ -163,6 +182,12 @@ class PresalesChatModel(BaseChatModel):
         tools = list(kwargs.get("tools") or [])
         prefix = self._prefix(tools, kwargs.get("tool_choice"))
         template = getattr(getattr(self.llm, "settings", None), "template", "zh")
+        tokenizer = self.llm.tokenizer
+        budget = self.llm.max_context - self.max_new_tokens - len(tokenizer(prefix, add_special_tokens=False).input_ids)
+        messages, dropped = fit_messages(messages, tools, lambda t: len(tokenizer(t, add_special_tokens=False).input_ids),
+                                         budget, template, self.tool_format)
+        if dropped:
+            log.info("dropped the %d oldest messages to fit the prompt into %d tokens", dropped, budget)
         prompt = render_messages(messages, tools, template, self.tool_format) + prefix
         raw = prefix + self.llm.generate([prompt], max_new_tokens=self.max_new_tokens)[0]
         for s in stop or []:

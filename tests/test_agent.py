@@ -206,3 +206,22 @@ def test_chat_without_a_run_says_how_to_get_one(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "presales.cli", "chat", "--run", str(tmp_path / "none")],
                           input="", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "scripts/run_default.sh" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_long_conversations_drop_old_messages_not_the_instruction():
+    from langchain_core.messages import SystemMessage
+
+    from llm.chat_model import fit_messages, render_messages
+
+    system = SystemMessage("你是美妆行业的售前客服。")
+    old = [HumanMessage("旧" * 50), AIMessage("答" * 50)] * 3
+    current = [HumanMessage("当前问题"), AIMessage("", tool_calls=[{"name": "extract_needs", "args": {}, "id": "c1",
+                                                                 "type": "tool_call"}]),
+               ToolMessage("识别到的需求：无", tool_call_id="c1", name="extract_needs")]
+    budget = len(render_messages([system, *old[-2:], *current], []))  # room for the latest old pair only
+    kept, dropped = fit_messages([system, *old, *current], [], len, budget)
+    assert kept == [system, *old[-2:], *current] and dropped == 4
+    assert len(render_messages(kept, [])) <= budget
+    # nothing older to drop: the current turn is kept whole (the model's own truncation takes over)
+    kept, dropped = fit_messages([system, *current], [], len, 10)
+    assert kept == [system, *current] and dropped == 0

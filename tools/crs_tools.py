@@ -48,6 +48,24 @@ class LookupItemArgs(BaseModel):
     state: Annotated[dict, InjectedState]
 
 
+ITEM_FACTS_SHOWN = 3  # knowledge facts per item in a ranking: enough to choose, short enough for a small model
+
+
+def format_ranking(item_ids: list[str], items: Mapping[str, Item]) -> str:
+    """What the controller reads after recommend_items (the controller traces use the same text)."""
+    def facts(item_id: str) -> str:
+        item = items.get(item_id)
+        return (item.text(max_relations=ITEM_FACTS_SHOWN) if item is not None else "") or "暂无商品信息"
+
+    return "\n".join(f"{n}. {i}：{facts(i)}" for n, i in enumerate(item_ids, start=1))
+
+
+def format_attribute_choice(attribute: str, values: list[str], suggestions: list[str]) -> str:
+    """What the controller reads after select_attribute_to_ask (the traces use the same text)."""
+    offered = f"（可选：{'、'.join(values)}）" if values else ""
+    return f"询问属性：{attribute}{offered}；CRS建议：{'、'.join(suggestions) or '无'}"
+
+
 def knowledge_text(item_id: str, items: Mapping[str, Item]) -> str:
     item = items.get(item_id)
     if item is None:
@@ -92,9 +110,8 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
         pool = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
                              k=OFFER_POOL, exclude=[state.get("rejected", [])])[0]
         values = offered_values(chosen, [s.item_id for s in pool], items)
-        content = f"询问属性：{chosen}" + (f"（可选：{'、'.join(values)}）" if values else "")
-        content += f"；CRS建议：{'、'.join(suggestions) or '无'}"
-        return content, {"attribute": chosen, "values": values, "suggestions": suggestions}
+        return (format_attribute_choice(chosen, values, suggestions),
+                {"attribute": chosen, "values": values, "suggestions": suggestions})
 
     def recommend_items(k: int = 3, candidates: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
                         state: dict | None = None):
@@ -107,9 +124,8 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
                                candidates=[candidates] if candidates else None, k=k, exclude=[banned])[0]
         if not ranked:
             return "没有可推荐的商品", {"items": []}
-        lines = [f"{n}. {s.item_id}：{items[s.item_id].text() if s.item_id in items else '暂无商品信息'}"
-                 f"（得分 {s.score:.2f}）" for n, s in enumerate(ranked, start=1)]
-        return "\n".join(lines), {"items": [{"item_id": s.item_id, "score": s.score} for s in ranked]}
+        return (format_ranking([s.item_id for s in ranked], items),
+                {"items": [{"item_id": s.item_id, "score": s.score} for s in ranked]})
 
     def lookup_item(item_id: str, state: dict | None = None):
         return f"{item_id}：{knowledge_text(item_id, items)}", {"item_id": item_id}
