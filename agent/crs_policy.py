@@ -18,7 +18,7 @@ from tools.crs_tools import OFFER_POOL, offered_values
 from tools.dialogue import need_pairs, turn_record, utterances
 from uneed.corpus import Item
 
-from .policy import PolicyConfig, call_tool, decide, event, needs_of
+from .policy import PolicyConfig, call_tool, decide, event, last_recommended, needs_of
 from .state import apply_update
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,10 @@ class CRSPolicy:
         keys = self.crs.elicit([utterances(state)], [need_pairs(state)],
                                llm_predictions=[llm_keys] if llm_keys is not None else None)[0]
         done = set(state.get("asked", [])) | set((state.get("needs") or {}).keys())
-        attribute = next((k for k in keys if k not in done), keys[0] if keys else None)
+        attribute = next((k for k in keys if k not in done), None)
         if attribute is None:
             events.append(event("elicit", tool="crs.elicit", args={"llm": llm_keys}, result=keys,
-                                note="no attribute to ask: recommending instead"))
+                                note="no attribute left to ask: recommending instead"))
             update = self.recommend(state)
             update["events"] = events + update["events"]
             return update
@@ -81,6 +81,12 @@ class CRSPolicy:
         events.append(event("elicit", tool="crs.elicit", args={"llm": llm_keys}, result={"suggested": keys,
                                                                                           "ask": attributes}))
         return {"asked": [attribute], "pending": {"attributes": attributes, "items": []}, "events": events}
+
+    def close(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The user accepted the latest recommendation: the reply is about that item, nothing new."""
+        items = last_recommended(state)
+        return {"pending": {"attributes": [], "items": items, "act": "系统解释"},
+                "events": [event("close", accepted=items)]}
 
     def recommend(self, state: Mapping[str, Any]) -> dict[str, Any]:
         events = []
@@ -116,7 +122,7 @@ class CRSPolicy:
         reply = present(text, items)
         events.append(event("respond", tool="crs.respond", args={"attributes": attributes, "items": items,
                                                                  "llm": llm_reply}, result=reply))
-        act = "系统推荐" if items else "系统提问"
+        act = pending.get("act") or ("系统推荐" if items else "系统提问")
         asked = sorted({a.partition("：")[0] for a in attributes})
         return {"messages": [AIMessage(content=reply)], "reply": reply, "events": events,
                 "transcript": [turn_record("客服", reply, act, tags=attributes, asked=asked, items=items)],
@@ -143,7 +149,7 @@ class CRSPolicy:
         turns = merged.get("transcript", [])
         if turns and turns[-1]["speaker"] == "用户" and not turns[-1].get("tags"):
             step(self.understand(merged))
-        step(self.elicit(merged) if self.decide(merged) == "ask" else self.recommend(merged))
+        step({"ask": self.elicit, "recommend": self.recommend, "close": self.close}[self.decide(merged)](merged))
         step(self.respond(merged))
         return update
 

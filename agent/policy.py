@@ -2,7 +2,9 @@
 
 Ask or recommend (documented rule, configurable): recommend once `min_needs` distinct attributes are
 known, or `max_questions` questions have been asked, or the user just turned an item down and
-said what else they want; otherwise ask. A user turn that follows a recommendation and carries a
+said what else they want, or the CRS suggests no attribute that is not asked or known yet;
+otherwise ask. A user turn that answers a recommendation with an acceptance cue (好的, 就这款, 拍了, …)
+and no negative cue (有没有…, 换…) closes: the reply confirms the accepted item, nothing new is recommended. A user turn that follows a recommendation and carries a
 negative cue (太贵, 不合适, 有没有…, 换…) rejects the items of that recommendation: they are never
 recommended again in the thread.
 """
@@ -27,6 +29,13 @@ class PolicyConfig:
     max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
 
 
+ACCEPT_CUES = ("就这款", "就这个", "就要这", "拍了", "下单", "买了", "可以的", "好的", "好滴", "行", "谢谢")
+
+
+def is_acceptance(user_text: str) -> bool:
+    return not is_rejection(user_text) and any(cue in user_text for cue in ACCEPT_CUES)
+
+
 def is_rejection(user_text: str) -> bool:
     return any(cue in user_text for cue in NEGATIVE_CUES)
 
@@ -39,10 +48,20 @@ def rejected_items(state: Mapping[str, Any], user_text: str) -> list[str]:
     return []
 
 
+def last_recommended(state: Mapping[str, Any]) -> list[str]:
+    """The items of the latest staff turn, if that turn recommended (the one the user now answers)."""
+    staff = [t for t in state.get("transcript", []) if t["speaker"] == "客服"]
+    return list(staff[-1].get("items", [])) if staff else []
+
+
 def decide(state: Mapping[str, Any], cfg: PolicyConfig, new_tags: list[str]) -> str:
-    """'ask' or 'recommend' (see the module docstring)."""
+    """'close', 'ask' or 'recommend' (see the module docstring)."""
+    turns = state.get("transcript", [])
+    if turns and last_recommended(state) and is_acceptance(turns[-1]["text"]):
+        return "close"
     known = {k for k, values in (state.get("needs") or {}).items() if values}
-    if len(known) >= cfg.min_needs or len(state.get("asked", [])) >= cfg.max_questions:
+    questions = sum(t["speaker"] == "客服" and t.get("act_tag") == "系统提问" for t in state.get("transcript", []))
+    if len(known) >= cfg.min_needs or questions >= cfg.max_questions:
         return "recommend"
     if state.get("rejected") and new_tags and state.get("recommended"):
         return "recommend"

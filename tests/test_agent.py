@@ -45,9 +45,10 @@ def llm_assistant(agent_run):
 
 def test_graph_topology(crs_assistant, llm_assistant):
     g2 = crs_assistant.graph.get_graph()
-    assert set(g2.nodes) == {"__start__", "receive", "understand", "ask", "recommend", "respond", "__end__"}
+    assert set(g2.nodes) == {"__start__", "receive", "understand", "ask", "recommend", "close", "respond", "__end__"}
     edges2 = {(e.source, e.target) for e in g2.edges}
-    assert {("understand", "ask"), ("understand", "recommend"), ("ask", "respond"), ("recommend", "respond")} <= edges2
+    assert {("understand", "ask"), ("understand", "recommend"), ("understand", "close"), ("ask", "respond"),
+            ("recommend", "respond"), ("close", "respond")} <= edges2
     g1 = llm_assistant.graph.get_graph()
     assert set(g1.nodes) == {"__start__", "receive", "controller", "tools", "absorb", "finish", "fallback", "__end__"}
     edges1 = {(e.source, e.target) for e in g1.edges}
@@ -85,6 +86,10 @@ def test_scripted_conversation_crs_in_control(crs_assistant, script):
     rec = next(e for t in turns for e in t.events if e.get("tool") == "crs.recommend")
     assert "llm_item" in rec["args"]
     assert state["transcript"][-1]["speaker"] == "客服" and state["transcript"][-2]["text"] == ACCEPT
+    # the acceptance closes on the accepted item: nothing new is recommended
+    accepted = turns[-1]
+    assert any(e["node"] == "close" for e in accepted.events)
+    assert state["transcript"][-1]["items"] == state["transcript"][-3]["items"] == state["recommended"][-1:]
 
 
 def test_scripted_conversation_llm_in_control(llm_assistant, script):
