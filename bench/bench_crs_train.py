@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import bench_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,12 +40,7 @@ def main(argv=None) -> int:
     from training.crs import CRSTrainArgs, Trainer, param_groups
     from training.runtime import autocast, set_seed
 
-    data = Path(args.data)
-    if not (data / "train_dialogue.json").is_file():
-        from uneed.synth import synthesize
-
-        data = Path(tempfile.mkdtemp()) / "small"
-        synthesize(data, scale="small", seed=0, progress=False)
+    data = bench_data(args.data)
     set_seed(0)
     targs = CRSTrainArgs(data=str(data), out=tempfile.mkdtemp(), preset=args.preset, device=args.device)
     tr = Trainer(targs)

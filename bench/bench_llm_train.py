@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import bench_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -52,12 +52,7 @@ def main(argv=None) -> int:
     from uneed.corpus import load_corpus
     from uneed.tasks import build_samples
 
-    data = Path(args.data)
-    if not (data / "train_dialogue.json").is_file():
-        from uneed.synth import synthesize
-
-        data = Path(tempfile.mkdtemp()) / "small"
-        synthesize(data, scale="small", seed=0, progress=False)
+    data = bench_data(args.data)
     set_seed(0)
     device = pick_device(args.device)
     t0 = time.perf_counter()
