@@ -168,18 +168,23 @@ def chat(
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False, prog_name="presales")
+        # Outside standalone mode an Exit becomes the return value: a script's exit code lands here.
+        code = app(args=argv, standalone_mode=False, prog_name="presales")
     except PresalesError as exc:
         err_console.print(f"error: {exc}", markup=False)
         return 2
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err_console.print("aborted")
         return 130
+    except (click.ClickException, typer.exceptions.TyperException) as exc:
+        # typer vendors its own click: usage errors (unknown option, missing argument) come from either
+        if hasattr(exc, "show"):
+            exc.show()
+            return getattr(exc, "exit_code", 2)
+        err_console.print(f"error: {exc}", markup=False)
+        return 2
     except FileNotFoundError as exc:
         err_console.print(f"error: {exc}", markup=False)
         return 2
@@ -192,7 +197,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if __import__("os").environ.get("PRESALES_DEBUG"):
             raise
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

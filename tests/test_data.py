@@ -155,3 +155,11 @@ def test_synth_cli_and_baselines(tmp_path, capsys):
     # held-out surface forms keep a train-set lexicon matcher visibly below a perfect score
     assert 0.2 < results["understand"]["all"]["f1"] < 0.95
     assert results["recommend"]["all"]["n"] > 0
+
+
+def test_cli_exit_codes_of_scripts_and_bad_options(tmp_path, capsys):
+    # a training script's failure reaches the shell, and an unknown option is a usage error, not an internal one
+    assert cli(["train", "crs", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
+    assert cli(["data", "stats", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option: --bogus" in err and "internal error" not in err
