@@ -4,7 +4,7 @@
 
 The traces (agent/traces.py) are rendered exactly as the chat model renders a live conversation
 (llm.chat_model.render_messages with the CRS tools bound); each AI message is one target. LoRA
-tuning uses the pieces of `presales train llm` (answer-only loss, length batches, cosine schedule),
+tuning uses the pieces of `presales train llm` (answer-only loss, length batches, cosine schedule, TrainLoop),
 then the adapter is merged into RUN/merged, which `LLM.load(RUN)` and the chat model load. At the end the
 controller is scored on the test split's decision points: ask versus recommend (against the act
 tags 系统提问 / 系统推荐) and, when it asks, the attribute (against the annotated keys), beside a
@@ -141,10 +141,20 @@ def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Seque
     return out
 
 
-def sample_steps(steps: list[TraceStep], n: int, seed: int) -> list[TraceStep]:
+def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float = 0.0) -> list[TraceStep]:
+    """A seeded sample of n steps (all when n <= 0); with decide_share, at least that share of the sample
+    (as far as there are enough) is 'decide' steps: the ones that carry the controller's choice."""
     if n <= 0 or n >= len(steps):
         return steps
-    return random.Random(seed).sample(steps, n)
+    rng = random.Random(seed)
+    decide = [s for s in steps if s.kind == "decide"]
+    n_decide = min(len(decide), round(n * decide_share))
+    chosen = rng.sample(decide, n_decide) if decide_share else []
+    taken = {id(s) for s in chosen}
+    rest = [s for s in steps if id(s) not in taken]
+    chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
+    rng.shuffle(chosen)
+    return chosen
 
 
 @dataclass
@@ -163,12 +173,14 @@ class ControllerTrainArgs:
     lora_dropout: float = 0.05
     epochs: int = 1
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 10
-    max_train_samples: int = field(default=2400, metadata={"help": "trace steps sampled for training (0: all)"})
+    max_train_samples: int = field(default=3000, metadata={"help": "trace steps sampled for training (0: all)"})
+    decide_share: float = field(default=0.75, metadata={"help": "share of the sampled train steps that are ask/recommend "
+                                                                "decisions (the rest: extract, lookup, reply)"})
     max_valid_samples: int = field(default=200, metadata={"help": "trace steps for the validation loss (0: all)"})
     max_test_decisions: int = field(default=0, metadata={"help": "test decision points scored (0: all)"})
-    max_minutes: float = field(default=12.0, metadata={"help": "stop training after this many minutes (0: none)"})
+    max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes (0: none)"})
     eval_batch_size: int = 16
     seed: int = 42
     device: str = "auto"
@@ -179,12 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(ControllerTrainArgs, argv, prog="presales train controller")
     if args.tool_format not in ("compact", "json"):
         raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
+    if not 0 <= args.decide_share <= 1:
+        raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
     return train_controller(args)
 
 
 def train_controller(args: ControllerTrainArgs) -> int:
     import math
-    import time
 
     import torch
     from peft import LoraConfig, get_peft_model
@@ -192,7 +205,8 @@ def train_controller(args: ControllerTrainArgs) -> int:
     from llm.inference import LLM
     from llm.model import save_llm_config
     from training.llm import answer_loss, collate_batch, examples_loss, supports_logits_to_keep
-    from training.llm_base import cosine_schedule, length_batches, setup_logging
+    from training.llm_base import setup_logging
+    from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches
     from training.runtime import RunDir, pick_device, replace_dir, set_seed, staging_dir
     from uneed.corpus import load_corpus
 
@@ -209,7 +223,8 @@ def train_controller(args: ControllerTrainArgs) -> int:
     model, tokenizer = base.model, base.tokenizer
     tools = tool_schemas()
 
-    train_steps = sample_steps(corpus_traces(corpus, "train", args.seed), args.max_train_samples, args.seed)
+    train_steps = sample_steps(corpus_traces(corpus, "train", args.seed), args.max_train_samples, args.seed,
+                               args.decide_share)
     valid_steps = sample_steps(corpus_traces(corpus, "valid", args.seed), args.max_valid_samples, args.seed)
     train_ex = build_examples(train_steps, tokenizer, settings, tools, args.tool_format)
     valid_ex = build_examples(valid_steps, tokenizer, settings, tools, args.tool_format)
@@ -230,40 +245,19 @@ def train_controller(args: ControllerTrainArgs) -> int:
     total = max(1, math.ceil(len(train_ex) / args.batch_size) * args.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(args.warmup_steps, total, 0.1))
     run.log(epoch=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, False, keep_logits))
-    t0, budget, stopped = time.time(), (args.max_minutes * 60 or float("inf")), False
-    for epoch in range(args.epochs):
-        batches = length_batches(lengths, args.batch_size, args.seed + epoch)
-        losses = []
-        bar = None
-        if args.progress:
-            from tqdm import tqdm
+    loop = TrainLoop(optimizer, scheduler, params, max_minutes=args.max_minutes, progress=args.progress,
+                     name="controller", logger=log)
 
-            bar = tqdm(total=len(batches), desc=f"controller epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True)
-        for batch in batches:
-            loss, _ = answer_loss(model, collate_batch(train_ex, batch, pad_id, device), keep_logits)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if time.time() - t0 > budget:
-                log.warning("--max-minutes %.1f reached: stopping after %d batches", args.max_minutes, len(losses))
-                stopped = True
-                break
-        if bar is not None:
-            bar.close()
+    def end_epoch(ep: Epoch) -> None:
         valid_loss = examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, False, keep_logits)
-        run.log(epoch=epoch + 1, train_loss=sum(losses) / len(losses), first_batch_loss=losses[0],
-                last_batch_loss=losses[-1], valid_loss=valid_loss, partial=stopped)
-        log.info("controller epoch %d: train loss %.4f (first batch %.4f), valid loss %.4f", epoch + 1,
-                 sum(losses) / len(losses), losses[0], valid_loss)
-        if stopped:
-            break
-    train_minutes = (time.time() - t0) / 60
+        run.log(epoch=ep.index + 1, train_loss=ep.train_loss, first_batch_loss=ep.losses[0],
+                last_batch_loss=ep.losses[-1], valid_loss=valid_loss, partial=ep.stopped)
+        log.info("controller epoch %d: train loss %.4f (first batch %.4f), valid loss %.4f", ep.index + 1,
+                 ep.train_loss, ep.losses[0], valid_loss)
+
+    loop.fit(args.epochs, lambda epoch: length_batches(lengths, args.batch_size, args.seed + epoch),
+             lambda batch: answer_loss(model, collate_batch(train_ex, batch, pad_id, device), keep_logits), end_epoch)
+    train_minutes = loop.elapsed() / 60
     run.plot_curves(["train_loss", "valid_loss"])
 
     merged = model.merge_and_unload()

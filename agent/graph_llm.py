@@ -1,43 +1,51 @@
 """Graph 1, the fine-tuned LLM in control ("CRS assisting LLM" at run time).
 
-    START → receive → controller ─┬─ tool calls ──────────→ tools → absorb → controller
-                                  ├─ a reply ─────────────→ finish → END
-                                  └─ no parsable output,
-                                     or over the step bound → fallback → END
+    START → receive ─┬─ the user accepts the latest item → close → confirm → END  (as in graph 2)
+                     └─ otherwise → controller ...
+
+            controller ─┬─ tool calls ──────────→ tools → absorb → controller
+                        ├─ a reply ─────────────→ finish → END
+                        └─ no parsable output, over the step bound, or a
+                           reply that recommends nothing after a refused
+                           question or past the question bound → fallback → END
 
 The controller is the LLM bound to the CRS tools (tools/crs_tools.py); a ToolNode runs its calls
 (arguments that do not validate come back to it as an error message); `absorb` keeps the tool
-results in the typed state. The fallback (logged) lets the CRS policy finish the turn alone.
+results in the typed state. The fallback (logged) lets the CRS policy finish the turn alone. Past
+PolicyConfig.max_questions (or when no new attribute is left) select_attribute_to_ask refuses and
+says to recommend; a reply that still recommends nothing goes to the fallback.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Mapping
 
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from tools.crs_tools import make_crs_tools
-from tools.dialogue import turn_record
+from tools.dialogue import questions_asked, turn_record
 from uneed.corpus import Item
 
 from .crs_policy import CRSPolicy, present
 from .nodes import message_text, receive
-from .policy import PolicyConfig, event, needs_of
+from .policy import PolicyConfig, accepts_recommendation, event, needs_of
 from .prompts import controller_messages
 from .state import AgentState
 
 log = logging.getLogger(__name__)
 
 
-def _turn_tool_messages(state: Mapping[str, Any]) -> list[ToolMessage]:
-    """The tool results that answer the controller's latest calls."""
+def _turn_tool_messages(state: Mapping[str, Any], turn: bool = False) -> list[ToolMessage]:
+    """The tool results that answer the controller's latest calls (turn=True: all of this user turn)."""
     out = []
     for m in reversed(state.get("messages", [])):
+        if isinstance(m, HumanMessage):
+            break
         if isinstance(m, ToolMessage):
             out.append(m)
-        else:
+        elif not turn:
             break
     return list(reversed(out))
 
@@ -45,7 +53,7 @@ def _turn_tool_messages(state: Mapping[str, Any]) -> list[ToolMessage]:
 def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg: PolicyConfig | None = None,
                     attributes: set[str] | None = None, checkpointer: Any = None):
     cfg = cfg or PolicyConfig()
-    tools = make_crs_tools(crs, catalog, attributes)
+    tools = make_crs_tools(crs, catalog, attributes, max_questions=cfg.max_questions)
     controller_model = chat_model.bind_tools(tools)
     crs_only = CRSPolicy(crs, catalog, cfg)
 
@@ -57,13 +65,25 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
         return {"messages": [message], "steps": state.get("steps", 0) + (1 if message.tool_calls else 0),
                 "events": [row]}
 
-    def route(state: Mapping[str, Any]) -> str:
+    def fallback_reason(state: Mapping[str, Any]) -> str | None:
+        """Why the controller cannot finish this turn itself (None: it can)."""
         last = state["messages"][-1]
         if last.tool_calls:
-            return "tools" if state.get("steps", 0) <= cfg.max_tool_steps else "fallback"
+            return "step bound reached" if state.get("steps", 0) > cfg.max_tool_steps else None
         if getattr(last, "invalid_tool_calls", None) or not message_text(last).strip():
+            return "no parsable call or reply"
+        if (state.get("pending") or {}).get("items"):
+            return None
+        if questions_asked(state) >= cfg.max_questions and not state.get("recommended"):
+            return "question bound reached and nothing recommended"
+        if any(m.name == "select_attribute_to_ask" and m.status == "error" for m in _turn_tool_messages(state, turn=True)):
+            return "a question was refused and the reply recommends nothing"
+        return None
+
+    def route(state: Mapping[str, Any]) -> str:
+        if fallback_reason(state):
             return "fallback"
-        return "finish"
+        return "tools" if state["messages"][-1].tool_calls else "finish"
 
     def absorb(state: Mapping[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {"events": [], "needs": {}, "asked": [], "transcript": []}
@@ -103,7 +123,7 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
 
     def fallback(state: Mapping[str, Any]) -> dict[str, Any]:
         last = state["messages"][-1]
-        reason = "step bound reached" if last.tool_calls else "no parsable call or reply"
+        reason = fallback_reason(state)
         log.warning("graph 1 fallback (%s): the CRS policy finishes this turn", reason)
         # Calls left unanswered would make the next prompt malformed: answer them as skipped.
         skipped = [ToolMessage(content=f"skipped: {reason}", tool_call_id=c["id"], name=c["name"], status="error")
@@ -120,8 +140,13 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
     graph.add_node("absorb", absorb)
     graph.add_node("finish", finish)
     graph.add_node("fallback", fallback)
+    graph.add_node("close", crs_only.close)
+    graph.add_node("confirm", crs_only.respond)
     graph.add_edge(START, "receive")
-    graph.add_edge("receive", "controller")
+    graph.add_conditional_edges("receive", lambda state: "close" if accepts_recommendation(state) else "controller",
+                                {"close": "close", "controller": "controller"})
+    graph.add_edge("close", "confirm")
+    graph.add_edge("confirm", END)
     graph.add_conditional_edges("controller", route, {"tools": "tools", "finish": "finish", "fallback": "fallback"})
     graph.add_edge("tools", "absorb")
     graph.add_edge("absorb", "controller")

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 from langchain_core.tools import BaseTool
 
+from tools.dialogue import questions_asked
+
 NEGATIVE_CUES = ("不要这", "不太", "不合适", "不喜欢", "太贵", "贵了", "太大", "太小", "没有我", "有没有", "还有别",
                  "换一", "换个", "其他", "别的", "不行", "算了")
 
@@ -23,7 +25,7 @@ NEGATIVE_CUES = ("不要这", "不太", "不合适", "不喜欢", "太贵", "贵
 @dataclass
 class PolicyConfig:
     min_needs: int = 3  # recommend once this many distinct attributes are known
-    max_questions: int = 3  # ... or once this many questions were asked
+    max_questions: int = 3  # ... or once this many questions were asked (graph 1: then no tool asks again)
     recommend_k: int = 3  # items shown in one recommendation
     candidate_k: int = 20  # items the LLM chooses among (A-T)
     max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
@@ -54,14 +56,19 @@ def last_recommended(state: Mapping[str, Any]) -> list[str]:
     return list(staff[-1].get("items", [])) if staff else []
 
 
+def accepts_recommendation(state: Mapping[str, Any]) -> bool:
+    """The latest user turn accepts the items of the staff turn before it (both graphs then close)."""
+    turns = state.get("transcript", [])
+    return bool(turns) and turns[-1]["speaker"] == "用户" and bool(last_recommended(state)) \
+        and is_acceptance(turns[-1]["text"])
+
+
 def decide(state: Mapping[str, Any], cfg: PolicyConfig, new_tags: list[str]) -> str:
     """'close', 'ask' or 'recommend' (see the module docstring)."""
-    turns = state.get("transcript", [])
-    if turns and last_recommended(state) and is_acceptance(turns[-1]["text"]):
+    if accepts_recommendation(state):
         return "close"
     known = {k for k, values in (state.get("needs") or {}).items() if values}
-    questions = sum(t["speaker"] == "客服" and t.get("act_tag") == "系统提问" for t in state.get("transcript", []))
-    if len(known) >= cfg.min_needs or questions >= cfg.max_questions:
+    if len(known) >= cfg.min_needs or questions_asked(state) >= cfg.max_questions:
         return "recommend"
     if state.get("rejected") and new_tags and state.get("recommended"):
         return "recommend"

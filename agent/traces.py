@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from tools.crs_tools import format_attribute_choice, format_ranking
+from tools.crs_tools import format_attribute_choice, format_needs, format_ranking
 from tools.dialogue import turn_record
 from uneed.corpus import Corpus, Item
 from uneed.schema import LINK_ONLY, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
@@ -93,7 +93,7 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
         n += 1
         call = _call("extract_needs", {}, n)
         yield emit(AIMessage("", tool_calls=[call]), "extract")
-        answer(call, "识别到的需求：" + ("；".join(tags) if tags else "无"))
+        answer(call, format_needs(tags, state))
         state = apply_update(state, {"needs": needs_of(tags)})
 
         asks = [t for t in staff if t.act_tag == STAFF_ASK and t.attributes]

@@ -47,7 +47,8 @@ def main(argv=None) -> int:
 
     from llm.model import build_embedded_model, build_tokenizer, corpus_texts, load_base
     from training.llm import LLMTrainArgs, answer_loss, build_examples, collate_batch
-    from training.llm_base import extra_tokenizer_texts, length_batches
+    from training.llm_base import extra_tokenizer_texts
+    from training.loop import length_batches
     from training.runtime import autocast, pick_device, set_seed
     from uneed.corpus import load_corpus
     from uneed.tasks import build_samples

@@ -3,17 +3,28 @@
 #   corpus → CRS → LLM pre-training → LLM instruction tuning → both collaborations → controller
 # and an agent run directory that `presales chat --run runs/default` loads.
 #   OUT=runs/default DATA=data/small SCALE=small bash scripts/run_default.sh
+# PROFILE=tiny runs the same steps with the tiny corpus and the tiny configs (a few minutes): a smoke test
+# of the whole pipeline, with models too small to be useful.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-OUT=${OUT:-runs/default}
-DATA=${DATA:-data/small}
-SCALE=${SCALE:-small}
+[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
+PROFILE=${PROFILE:-default}
+case "$PROFILE" in
+  default) SUFFIX=""; SCALE=${SCALE:-small}; PREDICT_TRAIN=2000 ;;
+  tiny) SUFFIX="_tiny"; SCALE=${SCALE:-tiny}; PREDICT_TRAIN=200 ;;
+  *) echo "error: PROFILE must be default or tiny, got '$PROFILE'" >&2; exit 2 ;;
+esac
+OUT=${OUT:-runs/$PROFILE}
+DATA=${DATA:-data/$SCALE}
 SEED=${SEED:-0}  # the corpus seed; each model's seed is in its config file
+CRS_CONFIG=configs/crs${SUFFIX:-_default}.yaml
 mkdir -p "$OUT"
 
 step() { echo; echo "=== $* ==="; }
 done_() { [ -f "$1/test_metrics.json" ]; }  # a finished step is not run again
+# one prediction file of all splits a run predicted (never reading the combined file itself)
+combine() { cat $(for s in train valid test; do [ ! -f "$1/predictions_$s.jsonl" ] || echo "$1/predictions_$s.jsonl"; done) \
+    > "$1/predictions_all.jsonl"; }
 
 step "corpus ($SCALE, seed $SEED) → $DATA"
 [ -f "$DATA/test_dialogue.json" ] || presales data synth --out "$DATA" --scale "$SCALE" --seed "$SEED"
@@ -22,29 +33,30 @@ presales data baselines "$DATA" > "$OUT/baselines.json"
 printf 'data: %s\n' "$(cd "$DATA" && pwd)" > "$OUT/agent.yaml"
 
 step "CRS (section 3.3) → $OUT/crs"
-done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config configs/crs_default.yaml
+done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config "$CRS_CONFIG"
 
 step "LLM pre-training on the corpus text → $OUT/llm-base"
 [ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
-    --config configs/llm_base.yaml
+    --config "configs/llm_base$SUFFIX.yaml"
 
 step "LLM instruction tuning with LoRA (section 3.2) → $OUT/llm"
 # --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
-done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config configs/llm_lora.yaml \
-    --base-model "$OUT/llm-base" --predict-train 2000
+done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config "configs/llm_lora$SUFFIX.yaml" \
+    --base-model "$OUT/llm-base" --predict-train "$PREDICT_TRAIN"
 
 step "LLM assisting CRS (section 3.5) → $OUT/crs-llm"
-cat "$OUT"/llm/predictions_*.jsonl > "$OUT/llm/predictions_all.jsonl"
-done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config configs/crs_default.yaml \
+combine "$OUT/llm"
+done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config "$CRS_CONFIG" \
     --llm-predictions "$OUT/llm/predictions_all.jsonl"
 
 step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
-cat "$OUT"/crs/predictions_*.jsonl > "$OUT/crs/predictions_all.jsonl"
-done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config configs/llm_lora.yaml \
+combine "$OUT/crs"
+done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
     --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl"
 
 step "LLM as the controller of graph 1 → $OUT/controller"
-done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm"
+done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm" \
+    --config "configs/controller$SUFFIX.yaml"
 
 step "the paper's tables → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"

@@ -50,10 +50,11 @@ def test_graph_topology(crs_assistant, llm_assistant):
     assert {("understand", "ask"), ("understand", "recommend"), ("understand", "close"), ("ask", "respond"),
             ("recommend", "respond"), ("close", "respond")} <= edges2
     g1 = llm_assistant.graph.get_graph()
-    assert set(g1.nodes) == {"__start__", "receive", "controller", "tools", "absorb", "finish", "fallback", "__end__"}
+    assert set(g1.nodes) == {"__start__", "receive", "controller", "tools", "absorb", "finish", "fallback", "close",
+                             "confirm", "__end__"}
     edges1 = {(e.source, e.target) for e in g1.edges}
-    assert {("controller", "tools"), ("tools", "absorb"), ("absorb", "controller"), ("controller", "finish"),
-            ("controller", "fallback")} <= edges1
+    assert {("receive", "controller"), ("receive", "close"), ("close", "confirm"), ("controller", "tools"),
+            ("tools", "absorb"), ("absorb", "controller"), ("controller", "finish"), ("controller", "fallback")} <= edges1
     assert "controller" in g1.draw_mermaid() and "recommend" in g2.draw_mermaid()
 
 
@@ -102,6 +103,10 @@ def test_scripted_conversation_llm_in_control(llm_assistant, script):
     answered = {m.tool_call_id for m in state["messages"] if isinstance(m, ToolMessage)}
     asked = {c["id"] for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls}
     assert asked <= answered
+    # the question bound (2 here) made the turn before the acceptance recommend; the acceptance closes on it
+    assert state["transcript"][-3]["items"], [(t["speaker"], t["act_tag"]) for t in state["transcript"]]
+    assert any(e["node"] == "close" for e in turns[-1].events)
+    assert state["transcript"][-1]["items"] == state["transcript"][-3]["items"]
 
 
 def test_threads_are_isolated_and_have_history(crs_assistant):
@@ -144,6 +149,44 @@ def test_invalid_tool_arguments_go_back_to_the_controller(llm_assistant):
     assert state["reply"].strip()  # the turn still ended with a reply
 
 
+def test_question_bound_sends_the_controller_to_recommend(agent_run):
+    """Past PolicyConfig.max_questions, select_attribute_to_ask refuses with an error the controller
+    reads; if it keeps asking, the step bound hands the turn to the CRS policy, which recommends."""
+    assistant = _assistant(agent_run, "llm", max_questions=0, max_tool_steps=2)
+    app, config = assistant.graph, assistant.config("bound")
+    assistant.send("有没有保湿的面霜", thread_id="bound", category="美妆行业")
+    ask = AIMessage("", tool_calls=[{"name": "select_attribute_to_ask", "args": {}, "id": "ask-1", "type": "tool_call"}])
+    app.update_state(config, {"messages": [HumanMessage("还有呢"), ask], "steps": 1}, as_node="controller")
+    app.invoke(None, config)
+    state = assistant.state("bound")
+    refusal = next(m for m in state["messages"] if isinstance(m, ToolMessage) and m.tool_call_id == "ask-1")
+    assert refusal.status == "error" and "recommend_items" in refusal.content
+    assert state["reply"].strip()
+    # past the bound, a reply that recommends nothing is not let through: the thread has a recommendation
+    assert state["recommended"]
+
+
+def test_an_attribute_is_never_asked_twice(agent_run, corpus):
+    from crs.inference import CRS
+    from tools.crs_tools import make_crs_tools
+    from tools.dialogue import turn_record, utterances
+
+    crs = CRS.load(agent_run / "crs")
+    [tool] = [t for t in make_crs_tools(crs, corpus.items) if t.name == "select_attribute_to_ask"]
+    state = {"transcript": [turn_record("用户", "有没有保湿的面霜")], "needs": {}, "asked": []}
+    suggestions = crs.elicit([utterances(state)], [[]])[0]
+    first = suggestions[0] if suggestions else "功效"
+    state["asked"] = [first]
+    call = {"name": tool.name, "args": {"attribute": first, "state": state}, "id": "a1", "type": "tool_call"}
+    others = [a for a in suggestions if a != first]
+    if others:
+        message = tool.invoke(call)
+        assert message.content.startswith(f"{first}已问过") and message.artifact["attribute"] == others[0]
+    else:  # nothing else to ask: the error (returned to the controller by the ToolNode) says to recommend
+        with pytest.raises(ValueError, match="recommend_items"):
+            tool.invoke(call)
+
+
 def test_unparsable_output_and_step_bound_fall_back(agent_run):
     assistant = _assistant(agent_run, "llm", max_tool_steps=1)
     app, config = assistant.graph, assistant.config("fallback")
@@ -175,6 +218,20 @@ def test_controller_traces_follow_the_act_tags(corpus):
         else:
             assert call["name"] == "recommend_items"
         assert s.messages[0].type == "system" and isinstance(s.messages[-1], ToolMessage)
+
+
+def test_decision_steps_can_fill_a_share_of_the_training_sample(corpus):
+    from agent.controller import sample_steps
+
+    steps = corpus_traces(corpus, "train")
+    decide = sum(s.kind == "decide" for s in steps)
+    n = min(len(steps) - 1, 2 * decide)
+    sample = sample_steps(steps, n, seed=3, decide_share=0.5)
+    assert len(sample) == n and sum(s.kind == "decide" for s in sample) >= n // 2
+    assert [s.key for s in sample] == [s.key for s in sample_steps(steps, n, seed=3, decide_share=0.5)]
+    # what the controller reads after extract_needs carries the counts it decides by
+    extract_result = next(s for s in steps if s.kind == "decide").messages[-1].content
+    assert extract_result.startswith("识别到的需求：") and "已问属性" in extract_result and "已推荐" in extract_result
 
 
 def test_controller_run_reports_its_figures(agent_run):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from uneed.corpus import Item
 
-from .dialogue import latest_user_text, need_pairs, to_utterance, turn_record, utterances
+from .dialogue import latest_user_text, need_pairs, questions_asked, to_utterance, turn_record, utterances
 
 # Attribute names of the dialogues that item knowledge spells differently.
 RELATION_OF = {"价位": "价格区间", "品类": "叶子类目"}
@@ -60,6 +60,16 @@ def format_ranking(item_ids: list[str], items: Mapping[str, Item]) -> str:
     return "\n".join(f"{n}. {i}：{facts(i)}" for n, i in enumerate(item_ids, start=1))
 
 
+def format_needs(tags: list[str], state: Mapping) -> str:
+    """What the controller reads after extract_needs (the traces use the same text): the needs found,
+    then how far the conversation has got. The counts sit right before the controller's next choice
+    (ask again or recommend) because a small model uses what is near far more easily than the state
+    line at the top of its prompt."""
+    found = "；".join(tags) if tags else "无"
+    return (f"识别到的需求：{found}。已问属性{len(state.get('asked', []))}个，"
+            f"已推荐{len(state.get('recommended', []))}次")
+
+
 def format_attribute_choice(attribute: str, values: list[str], suggestions: list[str]) -> str:
     """What the controller reads after select_attribute_to_ask (the traces use the same text)."""
     offered = f"（可选：{'、'.join(values)}）" if values else ""
@@ -84,9 +94,11 @@ def offered_values(attribute: str, item_ids: list[str], items: Mapping[str, Item
     return [v for v, _ in counts.most_common(MAX_OFFERED)]
 
 
-def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | None = None) -> list[BaseTool]:
+def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | None = None,
+                   max_questions: int | None = None) -> list[BaseTool]:
     """Tools over a loaded `crs.inference.CRS`. `items` holds the catalog's knowledge; `attributes`
-    the attribute names a question may be about (None: any)."""
+    the attribute names a question may be about (None: any); after `max_questions` questions in a
+    thread (None: no bound) select_attribute_to_ask refuses, and its error tells the caller to recommend."""
 
     def extract_needs(utterance: Optional[str] = None, state: dict | None = None):
         context = utterances(state or {})
@@ -96,21 +108,31 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
         if not context or context[-1].text != text:
             context.append(to_utterance(turn_record("用户", text)))
         tags = crs.understand([context])[0]
-        return ("识别到的需求：" + ("；".join(tags) if tags else "无"), {"tags": tags})
+        return format_needs(tags, state or {}), {"tags": tags}
 
     def select_attribute_to_ask(attribute: Optional[str] = None, state: dict | None = None):
         state = state or {}
+        if max_questions is not None and questions_asked(state) >= max_questions:
+            raise ValueError(f"{questions_asked(state)} questions asked already (the bound is {max_questions}): "
+                             "call recommend_items instead")
         if attribute is not None and attributes is not None and attribute not in attributes:
             raise ValueError(f"unknown attribute {attribute!r}; known: {'、'.join(sorted(attributes))}")
         suggestions = crs.elicit([utterances(state)], [need_pairs(state)])[0]
         asked = set(state.get("asked", []))
-        chosen = attribute or next((a for a in suggestions if a not in asked), suggestions[0] if suggestions else None)
+        fresh = [a for a in suggestions if a not in asked]
+        note = ""
+        if attribute in asked:  # a shopper is never asked the same thing twice: the CRS's next choice instead
+            if not fresh:
+                raise ValueError(f"{attribute!r} was asked already and the CRS suggests no other attribute: "
+                                 "call recommend_items")
+            note, attribute = f"{attribute}已问过，改问{fresh[0]}。", fresh[0]
+        chosen = attribute or (fresh or suggestions or [None])[0]
         if chosen is None:
             raise ValueError("the CRS suggests no attribute; pass one explicitly")
         pool = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
                              k=OFFER_POOL, exclude=[state.get("rejected", [])])[0]
         values = offered_values(chosen, [s.item_id for s in pool], items)
-        return (format_attribute_choice(chosen, values, suggestions),
+        return (note + format_attribute_choice(chosen, values, suggestions),
                 {"attribute": chosen, "values": values, "suggestions": suggestions})
 
     def recommend_items(k: int = 3, candidates: Optional[list[str]] = None, exclude: Optional[list[str]] = None,

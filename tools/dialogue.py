@@ -39,6 +39,11 @@ def need_text(state: Mapping[str, Any]) -> str:
     return "；".join(f"{k}：{v}" for k, v in pairs) if pairs else "（暂无）"
 
 
+def questions_asked(state: Mapping[str, Any]) -> int:
+    """How many staff turns of the thread were questions (系统提问)."""
+    return sum(t["speaker"] == STAFF and t.get("act_tag") == "系统提问" for t in state.get("transcript", []))
+
+
 def latest_user_text(state: Mapping[str, Any]) -> str:
     for turn in reversed(state.get("transcript", [])):
         if turn["speaker"] == USER:

@@ -7,8 +7,8 @@ Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on r
 (L = L_R); stage 2 (`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
 Every epoch: train losses and validation metrics go to RUN/log.jsonl, the state to RUN/checkpoint/
 (--resume continues from it), and the best model by `valid_score` to RUN/best/. The validation
-score is the mean of understanding F1, elicitation F1 (greedy decoding of at most `valid_samples`
-samples each) and recommendation MRR@5 on the candidates; in stage 1 (if there is no stage 2) it
+score is the mean of understanding F1, elicitation F1, response BLEU-1 (greedy decoding of at most
+`valid_samples` samples each) and recommendation MRR@5 on the candidates; in stage 1 (if there is no stage 2) it
 is MRR@5 alone. At the end the best model predicts valid, test (and train) into
 RUN/predictions_{split}.jsonl and the test metrics of the four tasks, overall and per category,
 go to RUN/test_metrics.json.
@@ -40,6 +40,10 @@ from uneed.tasks import read_predictions, write_predictions
 from uneed.vocab import unknown_rate
 
 log = logging.getLogger("training.crs")
+# What the best checkpoint is chosen by (their mean, with the recommendation MRR@5): each generation
+# task's headline metric on `valid_samples` decoded samples. Without the responses, a model whose
+# replies collapsed could win on understanding alone.
+VALID_METRICS = {"understand": "f1", "elicit": "f1", "respond": "bleu-1"}
 
 
 @dataclass
@@ -305,15 +309,15 @@ class Trainer:
             out.update({f"valid_recommend_{k}": m[k] for k in ("accuracy", "hit@5", "mrr@5")})
             parts.append(m["mrr@5"])
         if stage == 2:
-            for task in ("understand", "elicit"):
+            for task, metric in VALID_METRICS.items():
                 pairs = [(s, ex) for s, ex in zip(self.valid_samples, self.valid_examples) if s.task == task]
                 pairs = pairs[: args.valid_samples]
                 if not pairs:
                     continue
                 rows = crs.predict_examples([ex for _, ex in pairs], catalog_k=0)
-                f1 = score_predictions([s for s, _ in pairs], rows)[task]["all"]["f1"]
-                out[f"valid_{task}_f1"] = f1
-                parts.append(f1)
+                value = score_predictions([s for s, _ in pairs], rows)[task]["all"][metric]
+                out[f"valid_{task}_{metric}"] = value
+                parts.append(value)
         out["valid_score"] = float(np.mean(parts)) if parts else 0.0
         return out
 
@@ -372,7 +376,8 @@ class Trainer:
         if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
             self.save_model(self.run.best)
         self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
-                              "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1"])
+                              "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
+                              "valid_respond_bleu-1"])
 
     def predict_and_score(self) -> dict:
         args = self.args

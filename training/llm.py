@@ -37,8 +37,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from training.llm_base import (cosine_schedule, length_batches, load_trainer_state, save_trainer_state,
-                               setup_logging)
+from training.llm_base import load_trainer_state, save_trainer_state, setup_logging
+from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
@@ -280,82 +280,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps_per_epoch = math.ceil(math.ceil(len(train_ex) / args.batch_size) / args.grad_accum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_schedule(args.warmup_steps, max(1, steps_per_epoch * args.epochs), args.min_lr_ratio))
-    start_epoch, start_batch, global_step, best, elapsed_before = 0, 0, 0, float("inf"), 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
-        best, elapsed_before = state.get("best", best), state.get("elapsed", 0.0)
+    best = (state or {}).get("best", float("inf"))
+    loop = TrainLoop(optimizer, scheduler, params, max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum,
+                     max_minutes=args.max_minutes, max_steps=args.max_steps, log_steps=args.log_steps,
+                     save_steps=args.save_steps, run=run, progress=args.progress, name="llm", logger=log, state=state)
 
     adapter_info = dict(kind="adapter", base_model=str(base_dir.resolve()), trust_remote_code=args.trust_remote_code,
                         prompt=settings.to_dict(), crs_assisted=crs_all is not None, tasks=list(args.tasks))
-    t0 = time.time()
 
-    def save_adapter(target: Path, trainer_state: dict | None = None) -> None:
+    def save_adapter(target: Path, resume_at: tuple[int, int] | None = None) -> None:
         tmp = staging_dir(target)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         save_llm_config(tmp, **adapter_info)
-        if trainer_state is not None:
-            save_trainer_state(tmp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                               global_step=global_step, best=best, elapsed=elapsed_before + time.time() - t0,
-                               **trainer_state)
+        if resume_at is not None:
+            save_trainer_state(tmp, best=best, **loop.checkpoint_state(*resume_at))
         replace_dir(tmp, target)
 
-    val_gen = spread(splits["valid"], args.val_generate)
-    if state is None:
-        run.log(epoch=0, step=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device,
-                                                          use_bf16, keep_logits), event="start")
-    budget = args.max_minutes * 60 if args.max_minutes else float("inf")
-    stopped, first_loss = False, None
-    for epoch in range(start_epoch, args.epochs):
-        batches = length_batches(lengths, args.batch_size, args.seed + epoch)
-        skip = start_batch if epoch == start_epoch else 0
-        losses, tokens, t_epoch = [], 0, time.time()
-        bar = None
-        if args.progress:
-            from tqdm import tqdm
+    def batch_loss(batch: list[int]) -> tuple[torch.Tensor, int]:
+        t = collate_batch(train_ex, batch, pad_id, device)
+        with autocast(device, use_bf16):
+            loss, _ = answer_loss(model, t, keep_logits)
+        return loss, int(t["attention_mask"].sum())
 
-            bar = tqdm(total=len(batches), initial=skip, desc=f"llm epoch {epoch + 1}/{args.epochs}",
-                       dynamic_ncols=True)
-        for b in range(skip, len(batches)):
-            t = collate_batch(train_ex, batches[b], pad_id, device)
-            with autocast(device, use_bf16):
-                loss, _ = answer_loss(model, t, keep_logits)
-            (loss / args.grad_accum).backward()
-            if (b + 1) % args.grad_accum == 0 or b + 1 == len(batches):
-                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                global_step += 1
-                if global_step % args.log_steps == 0:
-                    run.log(step=global_step, train_loss_step=loss.item(), lr=scheduler.get_last_lr()[0])
-                if args.save_steps and global_step % args.save_steps == 0:
-                    save_adapter(run.checkpoint, {"epoch": epoch, "batch": b + 1})
-            value = loss.item()
-            first_loss = value if first_loss is None else first_loss
-            losses.append(value)
-            tokens += int(t["attention_mask"].sum())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}")
-            if args.max_steps and global_step >= args.max_steps:
-                stopped = True
-                break
-            if time.time() - t0 + elapsed_before > budget:
-                log.warning("--max-minutes %.1f reached at epoch %d, batch %d/%d: stopping", args.max_minutes,
-                            epoch + 1, b + 1, len(batches))
-                stopped = True
-                break
-        if bar is not None:
-            bar.close()
-        dt = time.time() - t_epoch
-        train_loss = sum(losses) / max(1, len(losses))
+    val_gen = spread(splits["valid"], args.val_generate)
+
+    def end_epoch(ep: Epoch) -> None:
+        nonlocal best
+        dt = ep.seconds()
         valid_loss = examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, use_bf16, keep_logits)
-        row = dict(epoch=epoch + 1, step=global_step, train_loss=train_loss, valid_loss=valid_loss,
-                   samples_per_s=len(losses) * args.batch_size / max(dt, 1e-9), tokens_per_s=tokens / max(dt, 1e-9),
-                   partial=stopped)
+        row = dict(epoch=ep.index + 1, step=loop.global_step, train_loss=ep.train_loss, valid_loss=valid_loss,
+                   samples_per_s=len(ep.losses) * args.batch_size / max(dt, 1e-9),
+                   tokens_per_s=ep.tokens / max(dt, 1e-9), partial=ep.stopped)
         if val_gen:
             t_gen = time.time()
             metrics, _ = evaluate_llm(LLM(model, tokenizer, settings, device), val_gen, corpus.items, crs["valid"],
@@ -364,16 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.update(flat_metrics(metrics, prefix="valid/"))
             row["valid_generate_s"] = time.time() - t_gen
         run.log(**row)
-        log.info("epoch %d: train loss %.4f, valid loss %.4f, %.1f samples/s %s", epoch + 1, train_loss, valid_loss,
-                 row["samples_per_s"], {k: v for k, v in row.items() if k.startswith("valid/")})
+        log.info("epoch %d: train loss %.4f, valid loss %.4f, %.1f samples/s %s", ep.index + 1, ep.train_loss,
+                 valid_loss, row["samples_per_s"], {k: v for k, v in row.items() if k.startswith("valid/")})
         if valid_loss < best or not run.best.exists():
             best = min(best, valid_loss)
             save_adapter(run.best)
-        save_adapter(run.checkpoint, {"epoch": epoch + 1 if not stopped else epoch, "batch": 0 if not stopped
-                                      else b + 1})
-        if stopped:
-            break
-    train_minutes = (time.time() - t0 + elapsed_before) / 60
+        save_adapter(run.checkpoint, ep.resume_at)
+
+    if state is None:
+        run.log(epoch=0, step=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device,
+                                                          use_bf16, keep_logits), event="start")
+    loop.fit(args.epochs, lambda epoch: length_batches(lengths, args.batch_size, args.seed + epoch), batch_loss,
+             end_epoch, on_save=lambda epoch, batch: save_adapter(run.checkpoint, (epoch, batch)))
+    train_minutes = loop.elapsed() / 60
     run.plot_curves(["train_loss", "valid_loss", "valid/understand/f1", "valid/elicit/f1",
                      "valid/recommend/accuracy", "valid/respond/bleu-1"])
 
@@ -412,9 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "note": "recommend: accuracy on the <=20 lettered candidates (an LLM names one item; hit@5/mrr@5 "
                     "undefined); respond: char bleu-1/2, distinct-1/2; groups: 'all' and each domain"}
     run.write_json("test_metrics.json", test)
-    summary = {"first_step_loss": first_loss, "epochs": [r for r in run.read_log() if "epoch" in r],
-               "stopped_early": stopped, "train_minutes": train_minutes, "eval_minutes": (time.time() - t_eval) / 60,
-               "total_minutes": (time.time() - t_start) / 60, "test": flat_metrics(results["test"])}
+    summary = {"first_step_loss": loop.first_loss, "epochs": [r for r in run.read_log() if "epoch" in r],
+               "stopped_early": loop.stopped, "train_minutes": train_minutes,
+               "eval_minutes": (time.time() - t_eval) / 60, "total_minutes": (time.time() - t_start) / 60,
+               "test": flat_metrics(results["test"])}
     run.write_json("summary.json", summary)
     log.info("test: %s", summary["test"])
     log.info("done in %.1f min (training %.1f, evaluation %.1f)", summary["total_minutes"], train_minutes,

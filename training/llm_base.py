@@ -21,13 +21,13 @@ import logging
 import math
 import random
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 
+from training.loop import Epoch, TrainLoop, cosine_schedule
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 
@@ -73,34 +73,6 @@ class LLMBaseArgs:
 
 
 # ------------------------------------------------------------------------------------ shared helpers
-def length_batches(lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True,
-                   pool: int = 50) -> list[list[int]]:
-    """Batches of similar length (less padding): shuffle, sort within pools of batch_size*pool, cut,
-    shuffle the batches. Deterministic in `seed`, so a resumed epoch sees the same order."""
-    idx = list(range(len(lengths)))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(idx)
-    batches = []
-    step = max(1, batch_size * pool)
-    for start in range(0, len(idx), step):
-        chunk = sorted(idx[start:start + step], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
-
-
-def cosine_schedule(warmup: int, total: int, min_ratio: float) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def save_trainer_state(directory: Path, **state) -> None:
     state["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     torch.save(state, directory / STATE_FILE)
@@ -215,80 +187,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(args.warmup_steps, total_steps,
                                                                              args.min_lr_ratio))
-    start_epoch, start_batch, global_step, elapsed_before = 0, 0, 0, 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, start_batch = state["epoch"], state["batch"]
-        global_step, elapsed_before = state["global_step"], state.get("elapsed", 0.0)
+    loop = TrainLoop(optimizer, scheduler, model.parameters(), max_grad_norm=args.max_grad_norm,
+                     max_minutes=args.max_minutes, max_steps=args.max_steps, log_steps=args.log_steps,
+                     save_steps=args.save_steps, run=run, progress=args.progress, name="llm-base", logger=log,
+                     state=state)
 
     def checkpoint(epoch: int, batch: int) -> None:
         tmp = staging_dir(run.checkpoint)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        save_trainer_state(tmp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), epoch=epoch,
-                           batch=batch, global_step=global_step, elapsed=elapsed_before + time.time() - t0)
+        save_trainer_state(tmp, **loop.checkpoint_state(epoch, batch))
         replace_dir(tmp, run.checkpoint)
 
-    t0 = time.time()
-    budget = args.max_minutes * 60 if args.max_minutes else float("inf")
-    stopped = False
-    first_loss = None
+    def batches(epoch: int) -> list[list[int]]:
+        order = torch.randperm(len(train_blocks), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+        return [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+
+    def batch_loss(batch: list[int]) -> tuple[torch.Tensor, int]:
+        x = train_blocks[batch].to(device)
+        with autocast(device, args.bf16):
+            return model(input_ids=x, labels=x).loss, x.numel()
+
+    def end_epoch(ep: Epoch) -> None:
+        valid_loss = block_loss(model, valid_blocks, args.batch_size, device, args.bf16)
+        dt = ep.seconds()
+        run.log(epoch=ep.index + 1, step=loop.global_step, train_loss=ep.train_loss, valid_loss=valid_loss,
+                valid_ppl=math.exp(min(valid_loss, 50)), tokens_per_s=ep.tokens / max(dt, 1e-9), partial=ep.stopped)
+        log.info("epoch %d: train loss %.4f, valid loss %.4f (ppl %.1f), %.0f tokens/s", ep.index + 1, ep.train_loss,
+                 valid_loss, math.exp(min(valid_loss, 50)), ep.tokens / max(dt, 1e-9))
+        checkpoint(*ep.resume_at)
+
     if state is None:
         run.log(epoch=0, valid_loss=block_loss(model, valid_blocks, args.batch_size, device, args.bf16),
                 step=0, event="start")
-    for epoch in range(start_epoch, args.epochs):
-        order = torch.randperm(len(train_blocks), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
-        batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
-        skip = start_batch if epoch == start_epoch else 0
-        losses, tokens, t_epoch = [], 0, time.time()
-        bar = None
-        if args.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(batches), initial=skip, desc=f"llm-base epoch {epoch + 1}/{args.epochs}",
-                       dynamic_ncols=True)
-        for b in range(skip, len(batches)):
-            x = train_blocks[batches[b]].to(device)
-            with autocast(device, args.bf16):
-                loss = model(input_ids=x, labels=x).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            value = loss.item()
-            first_loss = value if first_loss is None else first_loss
-            losses.append(value)
-            tokens += x.numel()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}")
-            if global_step % args.log_steps == 0:
-                run.log(step=global_step, train_loss_step=value, lr=scheduler.get_last_lr()[0])
-            if args.save_steps and global_step % args.save_steps == 0:
-                checkpoint(epoch, b + 1)
-            if args.max_steps and global_step >= args.max_steps:
-                stopped = True
-                break
-            if time.time() - t0 + elapsed_before > budget:
-                log.warning("--max-minutes %.1f reached at epoch %d, batch %d/%d: stopping", args.max_minutes,
-                            epoch + 1, b + 1, len(batches))
-                stopped = True
-                break
-        if bar is not None:
-            bar.close()
-        valid_loss = block_loss(model, valid_blocks, args.batch_size, device, args.bf16)
-        dt = time.time() - t_epoch
-        train_loss = sum(losses) / max(1, len(losses))
-        run.log(epoch=epoch + 1, step=global_step, train_loss=train_loss, valid_loss=valid_loss,
-                valid_ppl=math.exp(min(valid_loss, 50)), tokens_per_s=tokens / max(dt, 1e-9), partial=stopped)
-        log.info("epoch %d: train loss %.4f, valid loss %.4f (ppl %.1f), %.0f tokens/s", epoch + 1, train_loss,
-                 valid_loss, math.exp(min(valid_loss, 50)), tokens / max(dt, 1e-9))
-        checkpoint(epoch + 1 if not stopped else epoch, 0 if not stopped else b + 1)
-        if stopped:
-            break
+    loop.fit(args.epochs, batches, batch_loss, end_epoch, on_save=checkpoint)
 
     final = run.path / "model"
     tmp = staging_dir(final)
@@ -299,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     replace_dir(tmp, final)
     run.plot_curves(["train_loss", "valid_loss"])
     rows = [r for r in run.read_log() if "epoch" in r]
-    summary = {"first_step_loss": first_loss, "epochs": rows, "stopped_early": stopped,
-               "minutes": (time.time() - t0 + elapsed_before) / 60, "model_dir": str(final.resolve())}
+    summary = {"first_step_loss": loop.first_loss, "epochs": rows, "stopped_early": loop.stopped,
+               "minutes": loop.elapsed() / 60, "model_dir": str(final.resolve())}
     run.write_json("summary.json", summary)
     log.info("saved the base model to %s (%.1f min)", final, summary["minutes"])
     return 0
