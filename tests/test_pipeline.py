@@ -1,0 +1,38 @@
+"""The main job, `scripts/run_default.sh`, end to end with PROFILE=tiny (the tiny corpus and configs):
+every step runs in order, hands its outputs to the next, and a second run skips what is done."""
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(out: Path, data: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PROFILE": "tiny", "SKIP_SETUP": "1", "OUT": str(out), "DATA": str(data)}
+    return subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_run_default_tiny_end_to_end(tmp_path):
+    out, data = tmp_path / "run", tmp_path / "data"
+    done = run_script(out, data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for step in ("crs", "llm", "crs-llm", "llm-crs", "controller"):
+        assert (out / step / "test_metrics.json").is_file(), step
+    assert (out / "llm-base" / "model" / "config.json").is_file()
+    assert "Table 3" in (out / "tables.md").read_text("utf-8")
+    assert (out / "agent.yaml").read_text("utf-8").strip() == f"data: {data.resolve()}"
+    # the combined prediction files hold each split once
+    lines = (out / "crs" / "predictions_all.jsonl").read_text("utf-8").splitlines()
+    assert len(lines) == sum(len(p.read_text("utf-8").splitlines()) for p in (out / "crs").glob("predictions_*.jsonl")
+                             if p.name != "predictions_all.jsonl")
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/test_metrics.json")}
+    again = run_script(out, data)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/test_metrics.json")} == finished  # nothing retrained
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    env = {**os.environ, "PROFILE": "huge", "SKIP_SETUP": "1", "OUT": str(tmp_path / "r")}
+    done = subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "PROFILE must be default or tiny" in done.stderr
