@@ -10,7 +10,6 @@ With --run it also times CRS.recommend end to end (encoder + search) on test con
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_parser, set_threads  # noqa: E402
 from crs.index import ItemIndex, augment_queries  # noqa: E402
 
 
@@ -55,20 +55,15 @@ def time_batched(fn, queries: np.ndarray, bs: int = 64) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, data=False, device=False)
     ap.add_argument("--items", type=int, default=68_954)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "0")))
     ap.add_argument("--run", help="a trained CRS run: use its item embeddings and time CRS.recommend")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        import faiss
-
-        faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     crs = None
     if args.run:

@@ -9,8 +9,6 @@ for several nprobe values.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,11 +17,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_parser, set_threads  # noqa: E402
 from crs.index import ItemIndex  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, data=False, device=False)
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--clusters", type=int, default=5000)
@@ -31,13 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nprobe", type=int, nargs="*", default=[4, 8, 16, 32])
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "0")))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    import faiss
-
-    if args.threads:
-        faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t = time.perf_counter()
     centers = rng.normal(size=(args.clusters, args.dim)).astype(np.float32)

@@ -9,7 +9,6 @@ is missing.
 """
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import tempfile
@@ -17,25 +16,18 @@ import time
 from pathlib import Path
 
 import torch
-from _common import bench_data
+from _common import bench_data, bench_parser, set_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/small")
+    ap = bench_parser(__doc__)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--batches", type=int, default=40, help="timed batches per stage")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    set_threads(args.threads)
     from crs.data import batches, collate
     from training.crs import CRSTrainArgs, Trainer, param_groups
     from training.runtime import autocast, set_seed

@@ -10,34 +10,26 @@ disabled so every sequence generates exactly --new-tokens tokens.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _common import bench_data
+from _common import bench_data, bench_parser, set_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/small")
+    ap = bench_parser(__doc__)
     ap.add_argument("--model", default=None, help="run dir / model dir (default: untrained default-size model)")
     ap.add_argument("--size", default="default")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--task", default="respond")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    set_threads(args.threads)
     from llm.inference import LLM, _device
     from llm.model import build_embedded_model, build_tokenizer, corpus_texts
     from training.llm_base import extra_tokenizer_texts

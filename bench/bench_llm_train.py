@@ -11,20 +11,18 @@ directory when --data is missing.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _common import bench_data
+from _common import bench_data, bench_parser, set_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/small")
+    ap = bench_parser(__doc__)
     ap.add_argument("--base-model", default=None)
     ap.add_argument("--size", default="default")
     ap.add_argument("--batches", type=int, default=20, help="timed batches")
@@ -34,14 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--item-relations", type=int, default=None)
     ap.add_argument("--lora-dropout", type=float, default=None)
     ap.add_argument("--full-logits", action="store_true", help="LM head over every position (no logits_to_keep)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    set_threads(args.threads)
     import llm  # noqa: F401  (warning filters)
     from peft import LoraConfig, get_peft_model
 
