@@ -187,6 +187,20 @@ def test_an_attribute_is_never_asked_twice(agent_run, corpus):
             tool.invoke(call)
 
 
+def test_an_unknown_item_id_is_answered_with_the_latest_ranking(agent_run, corpus):
+    from crs.inference import CRS
+    from tools.crs_tools import make_crs_tools
+
+    [tool] = [t for t in make_crs_tools(CRS.load(agent_run / "crs"), corpus.items) if t.name == "lookup_item"]
+    known = next(iter(corpus.items))
+    state = {"candidates": [known]}
+    assert tool.invoke({"name": tool.name, "args": {"item_id": known, "state": state}, "id": "l1",
+                        "type": "tool_call"}).content.startswith(known)
+    with pytest.raises(ValueError, match=f"latest recommended ids: {known}"):
+        tool.invoke({"name": tool.name, "args": {"item_id": "6437243724373", "state": state}, "id": "l2",
+                     "type": "tool_call"})
+
+
 def test_unparsable_output_and_step_bound_fall_back(agent_run):
     assistant = _assistant(agent_run, "llm", max_tool_steps=1)
     app, config = assistant.graph, assistant.config("fallback")

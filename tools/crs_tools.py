@@ -150,6 +150,9 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
                 {"items": [{"item_id": s.item_id, "score": s.score} for s in ranked]})
 
     def lookup_item(item_id: str, state: dict | None = None):
+        if item_id not in items:  # name the ids it may have meant, so the caller can correct itself
+            ranked = "、".join((state or {}).get("candidates", [])[:5]) or "none yet (call recommend_items first)"
+            raise ValueError(f"unknown item id {item_id!r}; the latest recommended ids: {ranked}")
         return f"{item_id}：{knowledge_text(item_id, items)}", {"item_id": item_id}
 
     specs = [
