@@ -37,8 +37,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from training.llm_base import load_trainer_state, save_trainer_state, setup_logging
-from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches
+from training.llm_base import setup_logging
+from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 
-from training.loop import Epoch, TrainLoop, cosine_schedule
+from training.loop import Epoch, TrainLoop, cosine_schedule, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 
 log = logging.getLogger("training.llm_base")
 
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass
@@ -73,26 +70,6 @@ class LLMBaseArgs:
 
 
 # ------------------------------------------------------------------------------------ shared helpers
-def save_trainer_state(directory: Path, **state) -> None:
-    state["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    torch.save(state, directory / STATE_FILE)
-
-
-def load_trainer_state(directory: Path) -> dict:
-    from uneed.errors import PresalesError
-
-    path = directory / STATE_FILE
-    if not path.is_file():
-        raise PresalesError(f"--resume: no {STATE_FILE} in {directory}; start without --resume")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    rng = state.get("rng") or {}
-    if "python" in rng:
-        random.setstate(rng["python"])
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    return state
-
-
 def setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

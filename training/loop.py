@@ -12,11 +12,14 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
 from training.runtime import RunDir
+
+STATE_FILE = "trainer_state.pt"  # in a checkpoint directory: what TrainLoop(state=...) resumes from
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True,
@@ -45,6 +48,26 @@ def cosine_schedule(warmup: int, total: int, min_ratio: float) -> Callable[[int]
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def save_trainer_state(directory: Path, **state) -> None:
+    state["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    torch.save(state, directory / STATE_FILE)
+
+
+def load_trainer_state(directory: Path) -> dict:
+    from uneed.errors import PresalesError
+
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise PresalesError(f"--resume: no {STATE_FILE} in {directory}; start without --resume")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    rng = state.get("rng") or {}
+    if "python" in rng:
+        random.setstate(rng["python"])
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    return state
 
 
 @dataclass
@@ -98,7 +121,7 @@ class TrainLoop:
         return self.elapsed_before + time.time() - self.t0
 
     def checkpoint_state(self, epoch: int, batch: int) -> dict:
-        """What a checkpoint saves (training.llm_base.save_trainer_state) so that `state=` resumes at
+        """What a checkpoint saves (save_trainer_state) so that `state=` resumes at
         (epoch, batch)."""
         return dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(), epoch=epoch,
                     batch=batch, global_step=self.global_step, elapsed=self.elapsed())
