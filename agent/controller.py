@@ -149,7 +149,7 @@ def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float 
     rng = random.Random(seed)
     decide = [s for s in steps if s.kind == "decide"]
     n_decide = min(len(decide), round(n * decide_share))
-    chosen = rng.sample(decide, n_decide) if decide_share else []
+    chosen = rng.sample(decide, n_decide)
     taken = {id(s) for s in chosen}
     rest = [s for s in steps if id(s) not in taken]
     chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
@@ -214,9 +214,9 @@ def train_controller(args: ControllerTrainArgs) -> int:
     set_seed(args.seed)
     device = pick_device(args.device)
     run = RunDir(args.out)
-    run.save_config(args)
     corpus = load_corpus(args.data)
     base = LLM.load(args.base_model, device=str(device), merge_adapters=True)
+    run.save_config(args)  # only once the inputs loaded: a bad corpus or base model leaves no run directory
     settings = base.settings
     if args.max_length:
         settings.max_length = args.max_length

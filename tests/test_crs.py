@@ -151,6 +151,7 @@ def test_short_run_beats_the_lexicon_matcher_on_train_data(tiny_corpus_dir, tiny
 def test_bad_data_dir_and_bad_config_are_clear_errors(tmp_path, capsys):
     assert train_main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 2
     assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # a run that failed on its inputs leaves no run directory
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("epochs: 2\ncolour: red\n")
     assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(cfg)]) == 2

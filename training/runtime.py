@@ -54,9 +54,14 @@ def autocast(device: torch.device, bf16: bool | None = None):
 
 
 class RunDir:
+    """A run's directory. It is made by the first write, so a run that fails on its inputs leaves nothing."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+
+    def _made(self) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
+        return self.path
 
     @property
     def checkpoint(self) -> Path:
@@ -67,11 +72,11 @@ class RunDir:
         return self.path / "best"
 
     def save_config(self, args: Any) -> None:
-        save_yaml(args, self.path / "config.yaml")
+        save_yaml(args, self._made() / "config.yaml")
 
     def log(self, **row: Any) -> None:
         row.setdefault("time", time.time())
-        with (self.path / "log.jsonl").open("a", encoding="utf-8") as fh:
+        with (self._made() / "log.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def read_log(self) -> list[dict]:
@@ -81,7 +86,7 @@ class RunDir:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def write_json(self, name: str, data: Any) -> Path:
-        path = self.path / name
+        path = self._made() / name
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         os.replace(tmp, path)
@@ -105,7 +110,7 @@ class RunDir:
             ax.set_title(key)
             ax.set_xlabel("epoch")
         fig.tight_layout()
-        path = self.path / name
+        path = self._made() / name
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
