@@ -7,17 +7,16 @@
 # of the whole pipeline, with models too small to be useful.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PROFILE=${PROFILE:-default}
-case "$PROFILE" in
-  default) SUFFIX=""; SCALE=${SCALE:-small}; PREDICT_TRAIN=2000 ;;
-  tiny) SUFFIX="_tiny"; SCALE=${SCALE:-tiny}; PREDICT_TRAIN=200 ;;
+case "$PROFILE" in  # SUFFIX picks configs/llm_base$SUFFIX.yaml, llm_lora$SUFFIX.yaml, controller$SUFFIX.yaml
+  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml; SCALE=${SCALE:-small}; PREDICT_TRAIN=2000 ;;
+  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; SCALE=${SCALE:-tiny}; PREDICT_TRAIN=200 ;;
   *) echo "error: PROFILE must be default or tiny, got '$PROFILE'" >&2; exit 2 ;;
 esac
+[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 OUT=${OUT:-runs/$PROFILE}
 DATA=${DATA:-data/$SCALE}
 SEED=${SEED:-0}  # the corpus seed; each model's seed is in its config file
-CRS_CONFIG=configs/crs${SUFFIX:-_default}.yaml
 mkdir -p "$OUT"
 
 step() { echo; echo "=== $* ==="; }
