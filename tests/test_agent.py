@@ -29,6 +29,16 @@ def script(corpus):
     return d.domain, users
 
 
+@pytest.fixture(scope="module")
+def crs_tools(agent_run, corpus):
+    """The CRS tools over the run's CRS, by name (the attribute set unbounded, no question bound)."""
+    from crs.inference import CRS
+    from tools.crs_tools import make_crs_tools
+
+    crs = CRS.load(agent_run / "crs")
+    return crs, {t.name: t for t in make_crs_tools(crs, corpus.items)}
+
+
 def _assistant(agent_run, kind, **policy):
     return Assistant.from_run(agent_run, kind, checkpointer=memory_checkpointer(), policy=PolicyConfig(**policy))
 
@@ -166,13 +176,11 @@ def test_question_bound_sends_the_controller_to_recommend(agent_run):
     assert state["recommended"]
 
 
-def test_an_attribute_is_never_asked_twice(agent_run, corpus):
-    from crs.inference import CRS
-    from tools.crs_tools import make_crs_tools
+def test_an_attribute_is_never_asked_twice(crs_tools):
     from tools.dialogue import turn_record, utterances
 
-    crs = CRS.load(agent_run / "crs")
-    [tool] = [t for t in make_crs_tools(crs, corpus.items) if t.name == "select_attribute_to_ask"]
+    crs, tools = crs_tools
+    tool = tools["select_attribute_to_ask"]
     state = {"transcript": [turn_record("用户", "有没有保湿的面霜")], "needs": {}, "asked": []}
     suggestions = crs.elicit([utterances(state)], [[]])[0]
     first = suggestions[0] if suggestions else "功效"
@@ -187,11 +195,8 @@ def test_an_attribute_is_never_asked_twice(agent_run, corpus):
             tool.invoke(call)
 
 
-def test_an_unknown_item_id_is_answered_with_the_latest_ranking(agent_run, corpus):
-    from crs.inference import CRS
-    from tools.crs_tools import make_crs_tools
-
-    [tool] = [t for t in make_crs_tools(CRS.load(agent_run / "crs"), corpus.items) if t.name == "lookup_item"]
+def test_an_unknown_item_id_is_answered_with_the_latest_ranking(crs_tools, corpus):
+    tool = crs_tools[1]["lookup_item"]
     known = next(iter(corpus.items))
     state = {"candidates": [known]}
     assert tool.invoke({"name": tool.name, "args": {"item_id": known, "state": state}, "id": "l1",
