@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from uneed.errors import PresalesError
+from uneed.schema import STAFF
 
 from .assistant import Assistant
 
@@ -73,7 +74,7 @@ class ChatSession:
         if self.plain:
             print(f"reply: {reply}", flush=True)
         else:
-            self.console.print(Panel(reply, title="客服", border_style="green"))
+            self.console.print(Panel(reply, title=STAFF, border_style="green"))
         return reply
 
     def command(self, line: str) -> bool:

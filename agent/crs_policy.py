@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool
 from tools.crs_tools import OFFER_POOL, offered_values
 from tools.dialogue import need_pairs, turn_record, utterances
 from uneed.corpus import Item
+from uneed.schema import STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER
 
 from .policy import PolicyConfig, call_tool, decide, event, last_recommended, needs_of
 from .state import apply_update
@@ -85,7 +86,7 @@ class CRSPolicy:
     def close(self, state: Mapping[str, Any]) -> dict[str, Any]:
         """The user accepted the latest recommendation: the reply is about that item, nothing new."""
         items = last_recommended(state)
-        return {"pending": {"attributes": [], "items": items, "act": "系统解释"},
+        return {"pending": {"attributes": [], "items": items, "act": STAFF_EXPLAIN},
                 "events": [event("close", accepted=items)]}
 
     def recommend(self, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,10 +123,10 @@ class CRSPolicy:
         reply = present(text, items)
         events.append(event("respond", tool="crs.respond", args={"attributes": attributes, "items": items,
                                                                  "llm": llm_reply}, result=reply))
-        act = pending.get("act") or ("系统推荐" if items else "系统提问")
+        act = pending.get("act") or (STAFF_RECOMMEND if items else STAFF_ASK)
         asked = sorted({a.partition("：")[0] for a in attributes})
         return {"messages": [AIMessage(content=reply)], "reply": reply, "events": events,
-                "transcript": [turn_record("客服", reply, act, tags=attributes, asked=asked, items=items)],
+                "transcript": [turn_record(STAFF, reply, act, tags=attributes, asked=asked, items=items)],
                 "pending": {"attributes": [], "items": []}}
 
     # ------------------------------------------------------------------------- without a graph
@@ -147,7 +148,7 @@ class CRSPolicy:
                     update[key] = value
 
         turns = merged.get("transcript", [])
-        if turns and turns[-1]["speaker"] == "用户" and not turns[-1].get("tags"):
+        if turns and turns[-1]["speaker"] == USER and not turns[-1].get("tags"):
             step(self.understand(merged))
         step({"ask": self.elicit, "recommend": self.recommend, "close": self.close}[self.decide(merged)](merged))
         step(self.respond(merged))

@@ -27,6 +27,7 @@ from langgraph.prebuilt import ToolNode
 from tools.crs_tools import make_crs_tools
 from tools.dialogue import questions_asked, turn_record
 from uneed.corpus import Item
+from uneed.schema import STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER
 
 from .crs_policy import CRSPolicy, present
 from .nodes import message_text, receive
@@ -88,7 +89,7 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
     def absorb(state: Mapping[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {"events": [], "needs": {}, "asked": [], "transcript": []}
         pending = dict(state.get("pending") or {"attributes": [], "items": []})
-        user_index = max(i for i, t in enumerate(state["transcript"]) if t["speaker"] == "用户")
+        user_index = max(i for i, t in enumerate(state["transcript"]) if t["speaker"] == USER)
         for m in _turn_tool_messages(state):
             art = m.artifact or {}
             update["events"].append(event("tools", tool=m.name, result=str(m.content)[:500], status=m.status))
@@ -115,10 +116,10 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
         items = mentioned or list(pending.get("items", []))
         reply = text if mentioned or not items else present(text, items)
         attributes = list(pending.get("attributes", [])) if not items else []
-        act = "系统推荐" if items else ("系统提问" if attributes else "系统解释")
+        act = STAFF_RECOMMEND if items else (STAFF_ASK if attributes else STAFF_EXPLAIN)
         asked = sorted({a.partition("：")[0] for a in attributes})
         return {"reply": reply, "recommended": items,
-                "transcript": [turn_record("客服", reply, act, tags=attributes, asked=asked, items=items)],
+                "transcript": [turn_record(STAFF, reply, act, tags=attributes, asked=asked, items=items)],
                 "pending": {"attributes": [], "items": []}, "events": [event("finish", reply=reply)]}
 
     def fallback(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from langchain_core.messages import HumanMessage
 
 from tools.dialogue import turn_record
+from uneed.schema import USER
 
 from .policy import event, rejected_items
 
@@ -31,6 +32,6 @@ def receive(state: Mapping[str, Any]) -> dict[str, Any]:
         notes["truncated_from"] = len(text)
         text = text[-MAX_MESSAGE_CHARS:]
     rejected = rejected_items(state, text)
-    return {"transcript": [turn_record("用户", text)], "rejected": rejected, "steps": 0,
+    return {"transcript": [turn_record(USER, text)], "rejected": rejected, "steps": 0,
             "pending": {"attributes": [], "items": []},
             "events": [event("receive", text=text[:200], rejected=rejected, **notes)]}

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from langchain_core.tools import BaseTool
 
 from tools.dialogue import questions_asked
+from uneed.schema import STAFF, USER
 
 NEGATIVE_CUES = ("不要这", "不太", "不合适", "不喜欢", "太贵", "贵了", "太大", "太小", "没有我", "有没有", "还有别",
                  "换一", "换个", "其他", "别的", "不行", "算了")
@@ -45,21 +46,21 @@ def is_rejection(user_text: str) -> bool:
 def rejected_items(state: Mapping[str, Any], user_text: str) -> list[str]:
     """Items of the latest staff recommendation that this user turn turns down."""
     for turn in reversed(state.get("transcript", [])):
-        if turn["speaker"] == "客服":
+        if turn["speaker"] == STAFF:
             return list(turn.get("items", [])) if turn.get("items") and is_rejection(user_text) else []
     return []
 
 
 def last_recommended(state: Mapping[str, Any]) -> list[str]:
     """The items of the latest staff turn, if that turn recommended (the one the user now answers)."""
-    staff = [t for t in state.get("transcript", []) if t["speaker"] == "客服"]
+    staff = [t for t in state.get("transcript", []) if t["speaker"] == STAFF]
     return list(staff[-1].get("items", [])) if staff else []
 
 
 def accepts_recommendation(state: Mapping[str, Any]) -> bool:
     """The latest user turn accepts the items of the staff turn before it (both graphs then close)."""
     turns = state.get("transcript", [])
-    return bool(turns) and turns[-1]["speaker"] == "用户" and bool(last_recommended(state)) \
+    return bool(turns) and turns[-1]["speaker"] == USER and bool(last_recommended(state)) \
         and is_acceptance(turns[-1]["text"])
 
 

@@ -1,6 +1,6 @@
 """What the LLM controller of graph 1 reads: a system prompt with the thread's state, then the
 dialogue so far (final replies only) and the current turn with its tool calls and results.
-Controller fine-tuning (agent/controller.py) renders its traces with these same functions.
+Controller fine-tuning (training/controller.py) renders its traces with these same functions.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from tools.crs_tools import format_attribute_choice, format_needs, format_ranking
 from tools.dialogue import turn_record
 from uneed.corpus import Corpus, Item
-from uneed.schema import LINK_ONLY, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
+from uneed.schema import LINK_ONLY, STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER, Dialogue, Turn
 
 from .policy import needs_of
 from .prompts import controller_messages
@@ -79,7 +79,7 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             break
         text = " ".join(t.send_content for t in users)
         tags = list(dict.fromkeys(a.tag for t in users for a in t.attributes))
-        state = apply_update(state, {"messages": [HumanMessage(text)], "transcript": [turn_record("用户", text, tags=tags)]})
+        state = apply_update(state, {"messages": [HumanMessage(text)], "transcript": [turn_record(USER, text, tags=tags)]})
         key = f"{d.sid}/{block_no}"
 
         def emit(message: AIMessage, kind: str, **extra: Any) -> TraceStep:
@@ -115,7 +115,7 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             reply = (explain[-1:] or said[:1] or [DEFAULT_RECOMMEND_REPLY])[0]
             yield emit(AIMessage(reply), "reply", decision=RECOMMEND)
             state = apply_update(state, {"messages": [AIMessage(reply)], "recommended": [gold],
-                                         "transcript": [turn_record("客服", reply, STAFF_RECOMMEND, items=[gold])]})
+                                         "transcript": [turn_record(STAFF, reply, STAFF_RECOMMEND, items=[gold])]})
         elif asks:
             keys = list(dict.fromkeys(a.key for t in asks for a in t.attributes))
             values = [a.value for t in asks for a in t.attributes if a.key == keys[0] and a.value]
@@ -127,12 +127,12 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             yield emit(AIMessage(reply), "reply", decision=ASK)
             asked_tags = [a.tag for t in asks for a in t.attributes]
             state = apply_update(state, {"messages": [AIMessage(reply)], "asked": keys, "transcript": [
-                turn_record("客服", reply, STAFF_ASK, tags=asked_tags, asked=keys)]})
+                turn_record(STAFF, reply, STAFF_ASK, tags=asked_tags, asked=keys)]})
         else:
             reply = " ".join(t.send_content for t in staff)
             yield emit(AIMessage(reply), "reply", decision=REPLY)
             state = apply_update(state, {"messages": [AIMessage(reply)],
-                                         "transcript": [turn_record("客服", reply, staff[0].act_tag)]})
+                                         "transcript": [turn_record(STAFF, reply, staff[0].act_tag)]})
 
 
 def corpus_traces(corpus: Corpus, split: str, seed: int = 0) -> list[TraceStep]:

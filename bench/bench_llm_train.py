@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--item-relations", type=int, default=None)
     ap.add_argument("--lora-dropout", type=float, default=None)
-    ap.add_argument("--full-logits", action="store_true", help="LM head over every position (no logits_to_keep)")
+    ap.add_argument("--full-logits", action="store_true", help="LM head over every position (not only where an answer token is predicted)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     import llm  # noqa: F401  (warning filters)

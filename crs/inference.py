@@ -31,14 +31,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from uneed.errors import PresalesError
+from uneed.device import autocast
+from uneed.errors import ModelLoadError, PresalesError
+from uneed.schema import USER
 from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
 
 from .catalog import Catalog
 from .config import CRSConfig
 from .data import Encoder, Features, collate
 from .index import ItemIndex
-from .model import ModelLoadError, UnifiedCRS
+from .model import UnifiedCRS
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def _with_needs(context: Sequence[Utterance], needs) -> list[Utterance]:
     if not tags or any(u.tags for u in ctx):
         return ctx
     for j in range(len(ctx) - 1, -1, -1):
-        if ctx[j].speaker == "用户":
+        if ctx[j].speaker == USER:
             u = ctx[j]
             ctx[j] = Utterance(u.speaker, u.text, u.act_tag, tags=tags, asked=list(u.asked), items=list(u.items))
             return ctx
@@ -178,7 +180,7 @@ class CRS:
             n_new = max_new_tokens or self.config.max_new_tokens.get(task, self.config.max_target_len)
             batch = collate([Features(feats[i].key, "gen", "", feats[i].input_ids, labels=[0]) for i in idx],
                             self.encoder.pad, self.device)
-            with torch.no_grad(), _autocast(self.device):
+            with torch.no_grad(), autocast(self.device):
                 ids = self.model.generate(batch["input_ids"], batch["attention_mask"], n_new, self.config.num_beams)
             for i, text in zip(idx, self._gen_text(ids)):
                 out[i] = text
@@ -191,7 +193,7 @@ class CRS:
         self.model.eval()
         for s in range(0, len(feats), self.batch_size):
             batch = collate(list(feats[s:s + self.batch_size]), self.encoder.pad, self.device)
-            with torch.no_grad(), _autocast(self.device):
+            with torch.no_grad(), autocast(self.device):
                 u = self.model.user(batch["input_ids"], batch["attention_mask"], batch["behaviours"],
                                     batch["llm_rows"] if self.config.use_llm else None)
                 bonus = self.model.recommender.pointer(batch["behaviours"]).float().cpu().numpy()
@@ -235,7 +237,7 @@ class CRS:
     # ------------------------------------------------------------------------------------ the API
     def _sample(self, task: str, context: Sequence[Utterance], current: Utterance | None = None, **kw) -> TaskSample:
         return TaskSample(task=task, split="api", domain="", sid="", seq_no=0, user_id="", seller_id="",
-                          context=list(context), current=current or Utterance("用户", "", ""), target=kw.pop("target", ""),
+                          context=list(context), current=current or Utterance(USER, "", ""), target=kw.pop("target", ""),
                           **kw)
 
     def _check(self, contexts, *others) -> None:
@@ -329,10 +331,3 @@ class CRS:
             results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[j], scores[j]) if r >= 0])
         return results
 
-
-def _autocast(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    from contextlib import nullcontext
-
-    return nullcontext()

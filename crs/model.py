@@ -18,7 +18,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from uneed.errors import PresalesError
+from uneed.errors import ModelLoadError, PresalesError
 from uneed.tasks import SPECIAL_TOKENS
 
 from .catalog import Catalog
@@ -28,10 +28,6 @@ from .recommender import Recommender
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("crs_config.json", "seq2seq", "recommender.pt", "items.json", "tokenizer")
-
-
-class ModelLoadError(PresalesError):
-    """A model directory that is missing, incomplete or corrupt."""
 
 
 # ------------------------------------------------------------------------------------ tokenizer
@@ -145,6 +141,14 @@ class CopyHead(nn.Module):
         return torch.log(probs.clamp(min=1e-12))
 
 
+def _cache_argument(decoder) -> str:
+    """The decoder's name for its key/value cache, in its arguments and its output: `past_key_values`
+    until transformers 5.17 (what GPU images carry), `cache` in later releases (the old name is deprecated)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 # ------------------------------------------------------------------------------------ the CRS
 class UnifiedCRS(nn.Module):
     def __init__(self, config: CRSConfig, seq2seq, recommender: Recommender, copy: CopyHead | None = None):
@@ -217,11 +221,12 @@ class UnifiedCRS(nn.Module):
         cur = torch.full((input_ids.shape[0], 1), self._start_id(), dtype=torch.long, device=input_ids.device)
         out = [cur]
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        cache_arg = _cache_argument(decoder)
         cache = None
         for _ in range(max_new_tokens):
             step = decoder(input_ids=cur, encoder_hidden_states=enc, encoder_attention_mask=attention_mask,
-                           cache=cache, use_cache=True)
-            cache = step.cache
+                           use_cache=True, **{cache_arg: cache})
+            cache = getattr(step, cache_arg)
             h = step.last_hidden_state
             nxt = self.copy(h, enc, input_ids, attention_mask, self._lm_logits(h))[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)

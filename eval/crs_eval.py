@@ -19,6 +19,7 @@ from pathlib import Path
 
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
 
 log = logging.getLogger("eval.crs_eval")
 
@@ -73,8 +74,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_pre
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         args = parse_args(CRSEvalArgs, argv, prog="crs_eval")

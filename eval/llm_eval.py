@@ -21,6 +21,7 @@ from pathlib import Path
 
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
 
 log = logging.getLogger("eval.llm_eval")
 
@@ -60,7 +61,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", crs_pre
     corpus = load_corpus(data)
     crs = None
     if crs_predictions:
-        from training.llm import load_crs_predictions
+        from uneed.tasks import load_crs_predictions
 
         crs = load_crs_predictions(crs_predictions)
     samples = build_samples(corpus, split, tasks)
@@ -81,8 +82,7 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", crs_pre
 
 def main(argv=None) -> int:
     args = parse_args(LLMEvalArgs, argv, prog="presales eval llm")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     start = time.time()
     metrics, rows = evaluate_run(args.run, args.data, args.split, args.crs_predictions, args.tasks, args.max_samples,
                                  args.batch_size, args.device, args.trust_remote_code)

@@ -24,15 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from uneed.corpus import Item
-from uneed.errors import PresalesError
+from uneed.device import autocast
+from uneed.errors import ModelLoadError, PresalesError
+from uneed.logs import progress_bar
+from uneed.schema import USER
 from uneed.tasks import TaskSample, Utterance, format_keys, format_tags
 
-from .model import LLM_CONFIG, ModelLoadError, load_base, load_tokenizer, read_llm_config
+from .model import LLM_CONFIG, load_base, load_tokenizer, read_llm_config
 from .parsing import ParseStats, parse_elicit, parse_recommend, parse_respond, parse_understand
 from .prompts import PromptSettings, fit_record, render_prompt
 
@@ -74,7 +76,7 @@ def make_sample(task: str, context: Sequence[Utterance] = (), current: Utterance
     only); `asked` are 'key：value' tags the reply should ask, `items` the items it presents (respond)."""
     sid = key or uuid.uuid4().hex[:8]
     return TaskSample(task=task, split="live", domain=domain, sid=sid, seq_no=len(context), user_id="", seller_id="",
-                      context=list(context), current=current or Utterance("用户", "", ""), target="",
+                      context=list(context), current=current or Utterance(USER, "", ""), target="",
                       needs=list(needs), asked=list(asked), items=list(items), candidates=list(candidates))
 
 
@@ -145,13 +147,6 @@ class LLM:
     def max_context(self) -> int:
         return int(self.settings.max_length)
 
-    def _autocast(self):
-        import torch
-
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
                  progress: bool = False) -> list[str]:
         """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
@@ -182,9 +177,7 @@ class LLM:
         batches = [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(encoded), desc="generate", leave=False)
+            bar = progress_bar(total=len(encoded), desc="generate", leave=False)
         for batch in batches:
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -193,7 +186,7 @@ class LLM:
                 n = len(encoded[i])
                 ids[row, width - n:] = torch.tensor(encoded[i])
                 mask[row, width - n:] = 1
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), autocast(self.device):
                 gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                           max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                           use_cache=True, pad_token_id=pad, eos_token_id=eos)

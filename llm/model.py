@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from uneed.corpus import Corpus
-from uneed.errors import PresalesError
+from uneed.errors import ModelLoadError, PresalesError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ EMBEDDED_SIZES = {
     "default": EmbeddedSize(256, 688, 4, 4, 4, 2048),
     "medium": EmbeddedSize(512, 1376, 8, 8, 4, 2048),
 }
-
-
-class ModelLoadError(PresalesError):
-    """A model directory that is missing, incomplete or unreadable."""
 
 
 def corpus_texts(corpus: Corpus, splits: Iterable[str] = ("train",), items: bool = True) -> list[str]:

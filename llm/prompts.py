@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from uneed.corpus import Item
+from uneed.corpus import CATEGORY_RELATION, LEAF_RELATION, RELATION_ALIASES, Item
 from uneed.tasks import TaskSample, llm_record
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,7 @@ class PromptSettings:
         return s
 
 
-# Dialogue attribute names whose item relation has another name.
-RELATION_ALIASES = {"价位": "价格区间", "价格": "价格区间", "品类": "叶子类目"}
-UNCAPPED_RELATIONS = ("一级类目", "叶子类目")  # a code (never written) and the leaf category (written as 类目)
+UNCAPPED_RELATIONS = (CATEGORY_RELATION, LEAF_RELATION)  # a code (never written) and the leaf category (written as 类目)
 
 
 def needed_relations(sample: TaskSample) -> list[str]:

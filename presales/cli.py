@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -25,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
 
 app = typer.Typer(help="CRS and LLM for e-commerce pre-sales dialogue (U-NEED).", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -125,7 +125,7 @@ TRAIN_SCRIPTS = {
     "crs": ("training.crs", "Train the unified CRS (section 3.3; with --llm-predictions, section 3.5)."),
     "llm-base": ("training.llm_base", "Pre-train the embedded causal LM on the corpus text."),
     "llm": ("training.llm", "LoRA instruction tuning of the LLM (section 3.2; --crs-predictions: 3.4)."),
-    "controller": ("agent.controller", "Fine-tune the LLM as the tool-calling controller of graph 1."),
+    "controller": ("training.controller", "Fine-tune the LLM as the tool-calling controller of graph 1."),
 }
 
 
@@ -166,7 +166,7 @@ def chat(
 
 # ------------------------------------------------------------------------------------------- main
 def main(argv: Optional[list[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         # Outside standalone mode an Exit becomes the return value: a script's exit code lands here.
         code = app(args=argv, standalone_mode=False, prog_name="presales")

@@ -43,9 +43,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def agent_run(tiny_corpus_dir, tmp_path_factory) -> Path:
     """A complete agent run directory of tiny models (CRS, LLM, LLM-assisted CRS, controller), trained
     for seconds each: enough to drive both graphs end to end through real models."""
-    from agent.controller import main as train_controller
     from training import llm as train_llm
     from training import llm_base
+    from training.controller import main as train_controller
     from training.crs import main as train_crs
 
     run = tmp_path_factory.mktemp("agent_run")

@@ -240,7 +240,7 @@ def test_controller_traces_follow_the_act_tags(corpus):
 
 
 def test_decision_steps_can_fill_a_share_of_the_training_sample(corpus):
-    from agent.controller import sample_steps
+    from training.controller import sample_steps
 
     steps = corpus_traces(corpus, "train")
     decide = sum(s.kind == "decide" for s in steps)

@@ -14,12 +14,11 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import InjectedState
 from pydantic import BaseModel, Field
 
-from uneed.corpus import Item
+from uneed.corpus import RELATION_ALIASES, Item
+from uneed.schema import USER
 
 from .dialogue import latest_user_text, need_pairs, questions_asked, to_utterance, turn_record, utterances
 
-# Attribute names of the dialogues that item knowledge spells differently.
-RELATION_OF = {"价位": "价格区间", "品类": "叶子类目"}
 OFFER_POOL = 50  # items whose knowledge suggests the values a question offers
 MAX_OFFERED = 4
 
@@ -85,7 +84,7 @@ def knowledge_text(item_id: str, items: Mapping[str, Item]) -> str:
 
 def offered_values(attribute: str, item_ids: list[str], items: Mapping[str, Item]) -> list[str]:
     """The most common values of `attribute` among the items the CRS would recommend now."""
-    relation = RELATION_OF.get(attribute, attribute)
+    relation = RELATION_ALIASES.get(attribute, attribute)
     counts: Counter = Counter()
     for item_id in item_ids:
         item = items.get(item_id)
@@ -106,7 +105,7 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
         if not text.strip():
             raise ValueError("nothing to understand: the utterance is empty")
         if not context or context[-1].text != text:
-            context.append(to_utterance(turn_record("用户", text)))
+            context.append(to_utterance(turn_record(USER, text)))
         tags = crs.understand([context])[0]
         return format_needs(tags, state or {}), {"tags": tags}
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from uneed.schema import STAFF, STAFF_ASK, USER
 from uneed.tasks import Utterance
 
-USER, STAFF = "用户", "客服"
 
 
 def turn_record(speaker: str, text: str, act_tag: str = "", tags: Sequence[str] = (), asked: Sequence[str] = (),
@@ -41,7 +41,7 @@ def need_text(state: Mapping[str, Any]) -> str:
 
 def questions_asked(state: Mapping[str, Any]) -> int:
     """How many staff turns of the thread were questions (系统提问)."""
-    return sum(t["speaker"] == STAFF and t.get("act_tag") == "系统提问" for t in state.get("transcript", []))
+    return sum(t["speaker"] == STAFF and t.get("act_tag") == STAFF_ASK for t in state.get("transcript", []))
 
 
 def latest_user_text(state: Mapping[str, Any]) -> str:

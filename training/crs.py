@@ -31,10 +31,11 @@ from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
 from crs.evaluate import headline, score_predictions, split_examples
 from crs.inference import CRS, save_item_texts
-from crs.model import ModelLoadError, UnifiedCRS, build_tokenizer
+from crs.model import UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
-from uneed.errors import PresalesError
+from uneed.errors import ModelLoadError, PresalesError
+from uneed.logs import progress_bar, setup_logging
 from uneed.metrics import evaluate, rank_of
 from uneed.tasks import read_predictions, write_predictions
 from uneed.vocab import unknown_rate
@@ -246,8 +247,6 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int, stage: int, rng: random.Random) -> dict:
-        from tqdm import tqdm
-
         args = self.args
         feats = [f for f in self.train_feats if stage == 2 or f.task == "recommend"]
         rec = [f for f in feats if f.task == "recommend"]
@@ -256,8 +255,8 @@ class Trainer:
         rng.shuffle(plan)
         self.model.train()
         sums = {"recommend": [0.0, 0], "generate": [0.0, 0]}
-        bar = tqdm(plan, desc=f"epoch {epoch + 1} (stage {stage})", disable=not args.progress, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(plan, enabled=args.progress, desc=f"epoch {epoch + 1} (stage {stage})", leave=False,
+                           dynamic_ncols=True)
         for chunk in bar:
             batch = collate(chunk, self.encoder.pad, self.device)
             with autocast(self.device):
@@ -401,8 +400,7 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     from transformers.utils import logging as hf_logging
 

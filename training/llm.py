@@ -37,11 +37,12 @@ from typing import Mapping, Sequence
 
 import torch
 
-from training.llm_base import setup_logging
 from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
+from uneed.tasks import load_crs_predictions
 
 log = logging.getLogger("training.llm")
 
@@ -116,22 +117,6 @@ class LLMTrainArgs:
 
 
 # ------------------------------------------------------------------------------------ CRS predictions
-def load_crs_predictions(path: str | Path) -> dict[str, object]:
-    """A prediction file, or every predictions_*.jsonl of a directory (keys carry the split)."""
-    from uneed.tasks import read_predictions
-
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("predictions_*.jsonl"))
-        if not files:
-            raise PresalesError(f"{path}: no predictions_*.jsonl files in this directory")
-        out: dict[str, object] = {}
-        for f in files:
-            out.update(read_predictions(f))
-        return out
-    return read_predictions(path)
-
-
 def attach_crs(samples, predictions: Mapping[str, object] | None, split: str, stats: dict) -> dict[str, object]:
     """The predictions of these samples; missing ones are counted (stats) and warned about."""
     if predictions is None:
@@ -274,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("LoRA: %.3fM trainable of %.2fM parameters; device %s%s", count_parameters(model, True) / 1e6,
              count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
 
-    keep_logits = supports_logits_to_keep(model)
+    keep_logits = head_on_answers_only(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_ex) / args.batch_size) / args.grad_accum)
@@ -382,21 +367,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def supports_logits_to_keep(model) -> bool:
-    import inspect
+# decoders whose logits are exactly the LM head over the body's last hidden state (no scaling or capping)
+PLAIN_HEAD_MODELS = ("qwen2", "qwen3", "llama", "mistral")
 
+
+def head_on_answers_only(model) -> bool:
+    """Whether answer_loss may run the LM head only where an answer token is predicted."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    return getattr(base.config, "model_type", None) in PLAIN_HEAD_MODELS and base.get_output_embeddings() is not None
 
 
 def answer_loss(model, batch: dict, keep_logits: bool = True) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the answer tokens (labels != -100) and their count.
 
-    With keep_logits the LM head runs only at the positions that predict an answer token (a boolean
-    `logits_to_keep` mask), not over the whole prompt - the same loss, a fraction of the head's cost."""
+    With keep_logits the LM head runs only at the positions that predict an answer token, not over
+    the whole prompt - the same loss, a fraction of the head's cost. The body's hidden states are
+    taken and the head applied here, because transformers' own `logits_to_keep` takes a 2-D mask
+    only in its newest releases."""
     from llm.prompts import IGNORE_INDEX
 
     labels = batch["labels"]
@@ -405,10 +392,9 @@ def answer_loss(model, batch: dict, keep_logits: bool = True) -> tuple[torch.Ten
     n = int(wanted.sum())
     if not keep_logits:
         return model(**batch).loss, n
-    mask = torch.zeros_like(labels, dtype=torch.bool)
-    mask[:, :-1] = wanted
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=mask)
-    logits = out.logits.reshape(-1, out.logits.shape[-1])
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = base.get_output_embeddings()(hidden[:, :-1][wanted])
     loss = torch.nn.functional.cross_entropy(logits.float(), target[wanted])
     return loss, n
 

@@ -28,6 +28,7 @@ import torch
 from training.loop import Epoch, TrainLoop, cosine_schedule, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
+from uneed.logs import setup_logging
 
 log = logging.getLogger("training.llm_base")
 
@@ -70,11 +71,6 @@ class LLMBaseArgs:
 
 
 # ------------------------------------------------------------------------------------ shared helpers
-def setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def extra_tokenizer_texts() -> list[str]:
     """Texts whose characters every prompt uses (instructions, templates, tool-call protocol)."""
     from llm.prompts import TEMPLATES

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 
 from training.runtime import RunDir
+from uneed.logs import progress_bar
 
 STATE_FILE = "trainer_state.pt"  # in a checkpoint directory: what TrainLoop(state=...) resumes from
 
@@ -139,12 +140,8 @@ class TrainLoop:
             order = batches(epoch)
             skip = self.start_batch if epoch == self.start_epoch else 0
             ep = Epoch(epoch)
-            bar = None
-            if self.progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=len(order), initial=skip, desc=f"{self.name} epoch {epoch + 1}/{epochs}",
-                           dynamic_ncols=True)
+            bar = progress_bar(total=len(order), initial=skip, desc=f"{self.name} epoch {epoch + 1}/{epochs}",
+                               enabled=self.progress, dynamic_ncols=True)
             for b in range(skip, len(order)):
                 loss, tokens = batch_loss(order[b])
                 (loss / self.grad_accum).backward()
@@ -154,9 +151,8 @@ class TrainLoop:
                 self.first_loss = value if self.first_loss is None else self.first_loss
                 ep.losses.append(value)
                 ep.tokens += tokens
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{value:.3f}")
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}", refresh=False)
                 if self.max_steps and self.global_step >= self.max_steps:
                     self.stopped = True
                     break
@@ -165,8 +161,7 @@ class TrainLoop:
                                      self.max_minutes, epoch + 1, b + 1, len(order))
                     self.stopped = True
                     break
-            if bar is not None:
-                bar.close()
+            bar.close()
             ep.stopped = self.stopped
             ep.resume_at = (epoch, b + 1) if self.stopped else (epoch + 1, 0)
             on_epoch(ep)

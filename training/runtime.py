@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from uneed.arguments import save_yaml
+from uneed.device import autocast  # noqa: F401  (the training scripts import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but no CUDA GPU is visible")
     return device
-
-
-def autocast(device: torch.device, bf16: bool | None = None):
-    """bf16 autocast on a GPU that supports it (the default there); full precision on CPU."""
-    use = (device.type == "cuda" and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
-    if use and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 class RunDir:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from .corpus import Corpus
+if TYPE_CHECKING:  # for annotations only: uneed.corpus imports this module to fill missing lists
+    from .corpus import Corpus
 
 NUM_CANDIDATES = 20
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .candidates import fill_missing_candidates
 from .schema import ACTION_HEADER, KG_HEADER, SPLITS, Dialogue
 from .validate import ERROR, WARNING, CorpusError, Issue, ValidationReport, check_dialogue, parse_dialogue
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 CATEGORY_RELATION = "一级类目"
 LEAF_RELATION = "叶子类目"
+# Attribute names of the dialogues that the item knowledge spells as another relation.
+RELATION_ALIASES = {"价位": "价格区间", "价格": "价格区间", "品类": LEAF_RELATION}
 
 
 @dataclass
@@ -208,8 +211,6 @@ def load_corpus(root: str | os.PathLike, skip_invalid: bool = False, candidate_s
         raise CorpusError(report, f"{root}: {len(report.errors)} validation errors")
     corpus = Corpus(dialogues=dialogues, items=items, behaviours=behaviours, report=report, root=root)
     if build_candidates:
-        from .candidates import fill_missing_candidates
-
         fill_missing_candidates(corpus, seed=candidate_seed)
     return corpus
 

@@ -6,3 +6,7 @@ The CLI and the HTTP server turn a `PresalesError` into a clear message, never a
 
 class PresalesError(Exception):
     """An error caused by input the user controls; its message says what and where."""
+
+
+class ModelLoadError(PresalesError):
+    """A model or run directory that is missing, incomplete, corrupt or unreadable."""

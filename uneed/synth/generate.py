@@ -55,11 +55,9 @@ def _split_of(n: int, fractions: tuple[float, float, float], rng: random.Random)
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+    from ..logs import progress_bar
 
-    return tqdm(iterable, total=total, desc=desc, unit="dlg", leave=False)
+    return progress_bar(iterable, enabled=enabled, total=total, desc=desc, unit="dlg", leave=False)
 
 
 def synthesize(out_dir: str | Path, scale: str = "small", seed: int = 0, progress: bool = True,

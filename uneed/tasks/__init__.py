@@ -1,13 +1,13 @@
 """Task builders: samples of the four U-NEED tasks, as LLM instruction records or CRS sequences."""
 from .crs_format import PROMPTS, SPECIAL_TOKENS, CRSExample, crs_example
 from .llm_format import MAX_CANDIDATES, cap_candidates, llm_record
-from .predictions import PredictionFileError, read_predictions, write_predictions
+from .predictions import PredictionFileError, load_crs_predictions, read_predictions, write_predictions
 from .samples import TASKS, TaskSample, Utterance, build_samples, dialogue_samples
 from .text import format_keys, format_tags, group_pairs, letters, parse_keys, parse_tags
 
 __all__ = [
     "PROMPTS", "SPECIAL_TOKENS", "CRSExample", "crs_example", "MAX_CANDIDATES", "cap_candidates", "llm_record",
-    "PredictionFileError", "read_predictions", "write_predictions", "TASKS", "TaskSample", "Utterance",
+    "PredictionFileError", "load_crs_predictions", "read_predictions", "write_predictions", "TASKS", "TaskSample", "Utterance",
     "build_samples", "dialogue_samples", "format_keys", "format_tags", "group_pairs", "letters", "parse_keys",
     "parse_tags",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from .. import schema
 from ..corpus import Item
 from .samples import TaskSample, Utterance
 from .text import format_keys, format_tags
@@ -53,7 +54,7 @@ def item_short(item_id: str, items: Mapping[str, Item]) -> str:
 def render_history(context: Sequence[Utterance], task: str, items: Mapping[str, Item]) -> str:
     parts = []
     for u in context:
-        if u.speaker == "用户":
+        if u.speaker == schema.USER:
             parts.append(f"{USER}{u.text}")
         else:
             if task == "elicit" and u.asked:
@@ -84,7 +85,7 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
     gold_item = None
     llm_item = None
     if task == "understand":
-        tag = USER if sample.current.speaker == "用户" else SYSTEM
+        tag = USER if sample.current.speaker == schema.USER else SYSTEM
         source += f"{tag}{sample.current.text}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = format_tags(sample.target)
     elif task == "elicit":

@@ -56,3 +56,17 @@ def read_predictions(path: str | os.PathLike) -> dict[str, object]:
                 raise PredictionFileError(f"{path}: line {line_no}: needs fields 'key' and 'prediction'")
             out[str(row["key"])] = row["prediction"]
     return out
+
+
+def load_crs_predictions(path: str | os.PathLike) -> dict[str, object]:
+    """A prediction file, or every predictions_*.jsonl of a directory (keys carry the split)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("predictions_*.jsonl"))
+        if not files:
+            raise PredictionFileError(f"{path}: no predictions_*.jsonl files in this directory")
+        out: dict[str, object] = {}
+        for f in files:
+            out.update(read_predictions(f))
+        return out
+    return read_predictions(path)

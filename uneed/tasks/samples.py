@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ..corpus import Corpus
-from ..schema import LINK_ONLY, STAFF_ASK, STAFF_EXPLAIN, Dialogue, Turn
+from ..schema import LINK_ONLY, STAFF_ASK, STAFF_EXPLAIN, USER, Dialogue, Turn
 
 TASKS = ("understand", "elicit", "recommend", "respond")
 MAX_BEHAVIOURS = 50
@@ -103,7 +103,7 @@ def dialogue_samples(d: Dialogue, split: str, corpus: Corpus | None = None,
                 yield TaskSample(task="recommend", target=gold, needs=_needs_of(turns[:i]),
                                  candidates=list(lists[k]) if k < len(lists) else [],
                                  behaviours=behaviours, position=k, **base)
-        if "respond" in wanted and not cur.speaker == "用户" and turn.send_content.strip() != LINK_ONLY:
+        if "respond" in wanted and not cur.speaker == USER and turn.send_content.strip() != LINK_ONLY:
             items = list(turn.rec_item_id)
             if not items and turn.act_tag == STAFF_EXPLAIN and last_rec and i - last_rec[0] <= EXPLAIN_WINDOW:
                 items = list(last_rec[1])

@@ -20,14 +20,13 @@ from typing import Sequence
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from agent.traces import ASK, RECOMMEND, TraceStep, corpus_traces
 from tools.crs_tools import make_crs_tools
 from uneed.arguments import parse_args
 from uneed.baselines import MajorityElicitor
 from uneed.errors import PresalesError
 
-from .traces import ASK, RECOMMEND, TraceStep, corpus_traces
-
-log = logging.getLogger("agent.controller")
+log = logging.getLogger("training.controller")
 ANSWER_TOKENS = 128  # what the chat model leaves for its answer (PresalesChatModel.max_new_tokens)
 
 
@@ -204,11 +203,11 @@ def train_controller(args: ControllerTrainArgs) -> int:
 
     from llm.inference import LLM
     from llm.model import save_llm_config
-    from training.llm import answer_loss, collate_batch, examples_loss, supports_logits_to_keep
-    from training.llm_base import setup_logging
+    from training.llm import answer_loss, collate_batch, examples_loss, head_on_answers_only
     from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches
     from training.runtime import RunDir, pick_device, replace_dir, set_seed, staging_dir
     from uneed.corpus import load_corpus
+    from uneed.logs import setup_logging
 
     setup_logging()
     set_seed(args.seed)
@@ -237,7 +236,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
                                              target_modules="all-linear", task_type="CAUSAL_LM", bias="none"))
     model.to(device)
     model.train()
-    keep_logits = supports_logits_to_keep(model)
+    keep_logits = head_on_answers_only(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
