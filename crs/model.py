@@ -142,8 +142,8 @@ class CopyHead(nn.Module):
 
 
 def _cache_argument(decoder) -> str:
-    """The decoder's name for its key/value cache, in its arguments and its output: `past_key_values`
-    until transformers 5.17 (what GPU images carry), `cache` in later releases (the old name is deprecated)."""
+    """The decoder's name for its key/value cache, in its arguments and its output: `past_key_values` in
+    transformers 5.17 (what GPU images carry), `cache` in the newest releases (which deprecate the old name)."""
     import inspect
 
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"

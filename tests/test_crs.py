@@ -176,6 +176,39 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus_dir, tiny_corpus, tmp_
     assert "--llm-predictions" in capsys.readouterr().err
 
 
+def test_resume_restores_optimizer_and_scheduler_and_continues_the_same_curve(tiny_corpus_dir, tmp_path,
+                                                                               monkeypatch):
+    """A run stopped after its first epoch and resumed writes the same second epoch as a run never
+    stopped: weights, AdamW moments, the LR schedule and the random streams all come back."""
+    from training.crs import Trainer
+
+    args = ["--data", str(tiny_corpus_dir), "--max-train-samples", "40", "--rec-epochs", "1", "--epochs", "1",
+            *FAST]
+    assert train_main([*args, "--out", str(tmp_path / "straight")]) == 0
+    train_epoch = Trainer.train_epoch
+
+    def stop_at_the_second_epoch(self, epoch, stage, rng):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as if the machine went away after the epoch-1 checkpoint
+        return train_epoch(self, epoch, stage, rng)
+
+    monkeypatch.setattr(Trainer, "train_epoch", stop_at_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_main([*args, "--out", str(tmp_path / "stopped")])
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoint" / "trainer.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] > 0
+    assert train_main([*args, "--out", str(tmp_path / "stopped"), "--resume"]) == 0
+
+    def rows(run):
+        return [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+
+    straight, resumed = rows("straight"), rows("stopped")
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    for key in ("train_loss_recommend", "train_loss_generate", "valid_loss_generate", "valid_recommend_mrr@5"):
+        assert resumed[1][key] == pytest.approx(straight[1][key], rel=1e-4, abs=1e-6), key
+
+
 def test_llm_assisted_variant_trains_and_uses_the_llm_item(tiny_corpus_dir, tiny_corpus, tmp_path):
     # an "LLM" that is right about everything: its item is the gold one, its tags the gold tags
     rows = []
@@ -197,6 +230,17 @@ def test_llm_assisted_variant_trains_and_uses_the_llm_item(tiny_corpus_dir, tiny
     with_llm = crs.recommend([sample.context], candidates=[sample.candidates], llm_items=[wrong], k=None)[0]
     without = crs.recommend([sample.context], candidates=[sample.candidates], k=None)[0]
     assert [x.score for x in with_llm] != [x.score for x in without]
+    # equation 4 at work: with the gold item as the LLM's item, the gold item moves up on average
+    recs = [s for s in build_samples(tiny_corpus, "test", ["recommend"]) if s.candidates][:40]
+    contexts, candidates = [s.context for s in recs], [s.candidates for s in recs]
+
+    def gold_ranks(llm_items):
+        ranked = crs.recommend(contexts, candidates=candidates, llm_items=llm_items, k=None)
+        return np.array([[x.item_id for x in r].index(s.target) + 1 for r, s in zip(ranked, recs)])
+
+    plain, helped = gold_ranks(None), gold_ranks([s.target for s in recs])
+    assert helped.mean() < plain.mean(), (helped.mean(), plain.mean())
+    assert (helped < plain).sum() > (helped > plain).sum()
     ex = crs_example(sample, tiny_corpus.items, [wrong])
     assert isinstance(ex, CRSExample) and ex.llm_item == wrong
     und = next(s for s in build_samples(tiny_corpus, "test", ["understand"]))
@@ -272,6 +316,32 @@ def test_catalog_ranking_equals_brute_force(tiny_crs, tiny_corpus):
         assert [x.item_id for x in items] == [tiny_crs.catalog.ids[r] for r in torch.topk(dense[j], 50).indices]
         np.testing.assert_allclose([x.score for x in items], torch.topk(dense[j], 50).values.numpy(), rtol=1e-4,
                                    atol=1e-4)
+
+
+def test_copy_head_gives_a_distribution_and_cached_decoding_equals_full_passes(tiny_crs):
+    """The pointer-generator mixes two distributions into one; greedy decoding with the decoder's
+    key/value cache picks the same tokens, with the same scores, as decoding by a full forward pass
+    over the whole prefix at every step (the cache API differs across transformers releases)."""
+    model, tok = tiny_crs.model.cpu().eval(), tiny_crs.tok
+    batch = tok(["有没有适合干皮的面霜[understand]", "想买个滚筒洗衣机，预算三千左右[elicit]"], padding=True,
+                return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    steps = 10
+    with torch.no_grad():
+        cached = model.generate(ids, mask, steps)
+        enc = model.encode(ids, mask)
+        decoder = model.seq2seq.get_decoder()
+        for t in range(1, cached.shape[1]):
+            h = decoder(input_ids=cached[:, :t], encoder_hidden_states=enc, encoder_attention_mask=mask,
+                        use_cache=False).last_hidden_state
+            logp = model.copy(h, enc, ids, mask, model._lm_logits(h))
+            assert torch.allclose(logp.exp().sum(-1), torch.ones(logp.shape[:2]), atol=1e-4)
+            full = logp[:, -1].argmax(-1)
+            for row in range(ids.shape[0]):
+                if model.seq2seq.config.eos_token_id in cached[row, :t].tolist():
+                    continue  # finished: the cached decoder pads from here on
+                assert cached[row, t] == full[row], (row, t)
+    assert cached.shape[1] > 1
 
 
 def test_long_context_is_truncated_and_logged(tiny_crs, caplog):

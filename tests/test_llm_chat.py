@@ -69,9 +69,7 @@ def test_parsed_calls_run_in_a_real_toolnode():
 def test_real_tiny_model_end_to_end(chat):
     bound = chat.bind_tools([search_items])
     msg = bound.invoke([SystemMessage("你是客服"), HumanMessage("有没有保湿的面霜")])
-    assert isinstance(msg, AIMessage) and isinstance(msg.content, str)
-    for call in msg.tool_calls:
-        assert call["name"] == "search_items"
+    assert isinstance(msg, AIMessage) and isinstance(msg.content, str)  # what an untrained model says is noise
     # a forced call: the answer starts with the tool's name, the untrained model writes garbage
     # arguments, and the message says so in invalid_tool_calls instead of raising
     forced = chat.bind_tools([search_items], tool_choice="search_items").invoke("有没有保湿的面霜")
@@ -84,3 +82,40 @@ def test_real_tiny_model_end_to_end(chat):
     # without tools the text comes back as content
     plain = chat.invoke([HumanMessage("你好")])
     assert isinstance(plain, AIMessage) and not plain.tool_calls
+
+
+def test_a_model_taught_a_tool_call_makes_it_and_the_toolnode_runs_it():
+    """A tiny model fitted to one conversation writes the tool call it was taught: the chat model parses
+    it into AIMessage.tool_calls and a ToolNode runs it (the untrained model above says nothing certain)."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from llm.parsing import format_tool_call
+    from llm.prompts import encode_example
+    from training.llm import answer_loss, collate_batch
+
+    torch.manual_seed(0)
+    messages = [SystemMessage("你是客服"), HumanMessage("有没有保湿的面霜")]
+    answer = format_tool_call("search_items", {"query": "保湿面霜", "limit": 2})
+    tok = build_tokenizer(extra_tokenizer_texts() + ["有没有保湿的面霜", answer])
+    model = build_embedded_model(tok, "tiny")
+    prompt = render_messages(messages, [convert_to_openai_tool(search_items)])
+    example = encode_example(prompt, answer, tok, 96)
+    batch = collate_batch([example], [0], tok.pad_token_id, torch.device("cpu"))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):  # about 90 steps
+        loss, _ = answer_loss(model, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if loss.item() < 0.05:
+            break
+    model.eval()
+    bound = PresalesChatModel(llm=LLM(model, tok, PromptSettings(max_length=512)), max_new_tokens=96) \
+        .bind_tools([search_items])
+    msg = bound.invoke(messages)
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("search_items", {"query": "保湿面霜", "limit": 2})]
+    assert not msg.invalid_tool_calls
+    out = _graph(bound).invoke({"messages": messages})
+    result = out["messages"][-1]
+    assert isinstance(result, ToolMessage) and result.content == "2 items for 保湿面霜"
+    assert result.tool_call_id == out["messages"][-2].tool_calls[0]["id"]

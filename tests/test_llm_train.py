@@ -35,7 +35,8 @@ def base_run(tiny_corpus_dir, tmp_path_factory):
 def lora_run(tiny_corpus_dir, base_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("llm")
     assert train_llm.main(["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(base_run),
-                           "--config", str(CONFIGS / "llm_lora_tiny.yaml"), "--merge", "--save-steps", "3"]) == 0
+                           "--config", str(CONFIGS / "llm_lora_tiny.yaml"), "--merge", "--save-steps", "3",
+                           "--max-test-samples", "0"]) == 0  # the whole test split: every task is scored
     return out
 
 
@@ -65,12 +66,16 @@ def test_lora_run_outputs(lora_run, corpus):
     assert (lora_run / "adapter" / "adapter_config.json").is_file()
     assert (lora_run / "merged" / "config.json").is_file()
     metrics = json.loads((lora_run / "test_metrics.json").read_text())["metrics"]
-    assert metrics and set(metrics) <= {"understand", "elicit", "recommend", "respond"}
+    test = [s for s in build_samples(corpus, "test") if s.task != "recommend" or s.candidates]
+    assert set(metrics) == {"understand", "elicit", "recommend", "respond"}
     for task, groups in metrics.items():
-        assert "all" in groups and groups["all"]["n"] > 0
-    assert "accuracy" in metrics.get("recommend", {"all": {"accuracy": 0}})["all"]
+        assert groups["all"]["n"] == sum(s.task == task for s in test) > 0
+    # the reported accuracy is the share of recommend samples whose predicted item is the gold one
     preds = read_predictions(lora_run / "predictions_test.jsonl")
-    assert preds and all(isinstance(v, list) for k, v in preds.items() if "/recommend/" in k)
+    recommend = [s for s in test if s.task == "recommend"]
+    assert all(isinstance(preds[s.key], list) and len(preds[s.key]) <= 1 for s in recommend)
+    hits = [bool(preds[s.key]) and preds[s.key][0] == s.target for s in recommend]
+    assert metrics["recommend"]["all"]["accuracy"] == pytest.approx(sum(hits) / len(hits))
     log_rows = [json.loads(line) for line in (lora_run / "log.jsonl").read_text().splitlines()]
     assert any(r.get("epoch") == 1 and "valid_loss" in r and "train_loss" in r for r in log_rows)
     assert (lora_run / "curves.png").is_file()
@@ -109,6 +114,19 @@ def test_short_lora_run_lowers_the_loss(corpus, base_run):
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_answer_loss_on_answer_positions_only_equals_the_full_loss(corpus, base_run):
+    """The LM head run only where an answer token is predicted gives the loss of the full forward pass."""
+    base, tok = load_base(base_run)
+    assert train_llm.head_on_answers_only(base)
+    samples = build_samples(corpus, "train", ["understand", "respond"])[:6]
+    examples, _ = train_llm.build_examples(samples, corpus.items, tok, PromptSettings(max_length=256), {})
+    batch = train_llm.collate_batch(examples, range(len(examples)), tok.pad_token_id, torch.device("cpu"))
+    with torch.no_grad():
+        cheap, n = train_llm.answer_loss(base, batch, keep_logits=True)
+        full, m = train_llm.answer_loss(base, batch, keep_logits=False)
+    assert n == m > 0 and float(cheap) == pytest.approx(float(full), rel=1e-5)
 
 
 def test_load_errors(tmp_path, base_run):

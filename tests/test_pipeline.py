@@ -17,6 +17,12 @@ def test_run_default_tiny_end_to_end(tmp_path):
     out, data = tmp_path / "run", tmp_path / "data"
     done = run_script(out, data)
     assert done.returncode == 0, done.stderr[-3000:]
+    # written to a file (a pipe here), the log is one line per event: no progress-bar frames, and
+    # a summary line for every epoch of every training
+    log = done.stdout + done.stderr
+    assert "\r" not in log, [line for line in log.split("\n") if "\r" in line][:3]
+    for trainer in ("training.crs", "training.llm_base", "training.llm", "training.controller"):
+        assert any(f" {trainer}: " in line and "epoch 1" in line for line in log.splitlines()), trainer
     for step in ("crs", "llm", "crs-llm", "llm-crs", "controller"):
         assert (out / step / "test_metrics.json").is_file(), step
     assert (out / "llm-base" / "model" / "config.json").is_file()
