@@ -87,6 +87,8 @@ class CRSTrainArgs:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new "
+                                                             "one has finished)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap train samples per task (smoke runs)"})
     valid_samples: int = field(default=150, metadata={"help": "validation samples per generation task decoded "
                                                               "each epoch"})
@@ -149,7 +151,7 @@ def count_batches(feats: list[Features], args: CRSTrainArgs, stage: int) -> int:
 class Trainer:
     def __init__(self, args: CRSTrainArgs):
         self.args = args
-        self.run = RunDir(args.out)
+        self.run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
         self.device = pick_device(args.device)
 
     # -------------------------------------------------------------------------------- setup
@@ -334,14 +336,7 @@ class Trainer:
         if args.resume:
             start = self.resume()
         else:
-            import shutil
-
-            for name in ("log.jsonl", "test_metrics.json"):
-                (self.run.path / name).unlink(missing_ok=True)
-            for stale in (self.run.best, self.run.checkpoint):  # a fresh run never keeps an older run's models
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-            self.build_model()
+            self.build_model()  # into a fresh staging directory: nothing of an older run is kept
         self.run.save_config(args)
         self.model.to(self.device)
         self.features()
@@ -414,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(args)
         trainer.fit()
         results = trainer.predict_and_score()
+        trainer.run.commit()
         log.info("test: %s", results.get("test_headline", {}))
         log.info("done in %.0fs; run directory %s", time.time() - t0, args.out)
     except PresalesError as exc:

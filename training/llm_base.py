@@ -66,6 +66,7 @@ class LLMBaseArgs:
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: on with a CUDA GPU)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new one has finished)"})
     progress: bool = True
 
 
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
     device = pick_device(args.device)
-    run = RunDir(args.out)
+    run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
     corpus = load_corpus(args.data, skip_invalid=args.skip_invalid)
     train_texts = corpus_texts(corpus, ("train",), items=True)
     valid_texts = corpus_texts(corpus, ("valid",), items=False)
@@ -209,9 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.plot_curves(["train_loss", "valid_loss"])
     rows = [r for r in run.read_log() if "epoch" in r]
     summary = {"first_step_loss": loop.first_loss, "epochs": rows, "stopped_early": loop.stopped,
-               "minutes": loop.elapsed() / 60, "model_dir": str(final.resolve())}
+               "minutes": loop.elapsed() / 60, "model_dir": str((Path(args.out) / "model").resolve())}
     run.write_json("summary.json", summary)
-    log.info("saved the base model to %s (%.1f min)", final, summary["minutes"])
+    run.commit()
+    log.info("saved the base model to %s (%.1f min)", summary["model_dir"], summary["minutes"])
     return 0
 
 
