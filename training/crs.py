@@ -15,6 +15,7 @@ go to RUN/test_metrics.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -84,6 +85,22 @@ class CRSTrainArgs:
     behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
     item_init: str | None = field(default=None, metadata={"help": "svd | random"})
     index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    # every other field of the model (crs.config.CRSConfig), so each ablation runs from a config file or flags
+    attention_heads: int | None = field(default=None, metadata={"help": "override the preset's attention heads"})
+    ffn_dim: int | None = field(default=None, metadata={"help": "override the preset's feed-forward size"})
+    dropout: float | None = field(default=None, metadata={"help": "override the preset's dropout"})
+    max_position: int | None = field(default=None, metadata={"help": "override the preset's position embeddings"})
+    num_beams: int | None = field(default=None, metadata={"help": "beams at decoding (works only without the "
+                                                                   "copy head)"})
+    copy_mechanism: bool | None = field(default=None, metadata={"help": "the copy head (false: plain BART output)"})
+    max_behaviours: int | None = field(default=None, metadata={"help": "behaviours in the user representation"})
+    cooccurrence_weight: float | None = field(default=None, metadata={"help": "weight of user co-occurrence in the "
+                                                                              "SVD item start"})
+    behaviour_pointer: bool | None = field(default=None, metadata={"help": "bonus for items the user browsed"})
+    ivf_nlist: int | None = field(default=None, metadata={"help": "IVF cells (0: about 4*sqrt(N))"})
+    ivf_nprobe: int | None = field(default=None, metadata={"help": "IVF cells searched"})
+    hnsw_m: int | None = field(default=None, metadata={"help": "HNSW links per node"})
+    hnsw_ef_search: int | None = field(default=None, metadata={"help": "HNSW search breadth"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -101,10 +118,10 @@ class CRSTrainArgs:
 
 # ------------------------------------------------------------------------------------ helpers
 def model_config(args: CRSTrainArgs) -> CRSConfig:
-    return preset(args.preset, max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                  d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
-                  item_dim=args.item_dim, behaviour_encoder=args.behaviour_encoder, item_init=args.item_init,
-                  index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions))
+    """The preset, with every CRSConfig field the arguments set (None: the preset's value)."""
+    names = {f.name for f in dataclasses.fields(CRSConfig)} - {"use_llm"}
+    overrides = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    return preset(args.preset, **overrides, use_llm=bool(args.llm_predictions))
 
 
 def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:

@@ -44,6 +44,13 @@ class LLMBaseArgs:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from --base-model (ChatGLM)"})
     size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium"})
     arch: str = field(default="qwen2", metadata={"help": "embedded architecture: qwen2 or llama"})
+    # the size preset's fields, each settable on its own (None: the preset's value)
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    max_position_embeddings: int | None = None
     tokenizer_level2: bool = field(default=False, metadata={"help": "add GB2312 level-2 hanzi to the vocabulary"})
     block_size: int = field(default=256, metadata={"help": "tokens per training block"})
     batch_size: int = 16
@@ -142,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, tokenizer = load_base(resolve_base_dir(args.base_model), trust_remote_code=args.trust_remote_code)
     else:
         tokenizer = build_tokenizer(train_texts + extra_tokenizer_texts(), level2=args.tokenizer_level2)
-        model = build_embedded_model(tokenizer, args.size, args.arch)
+        model = build_embedded_model(tokenizer, args.size, args.arch, **{
+            name: getattr(args, name) for name in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                   "num_attention_heads", "num_key_value_heads",
+                                                   "max_position_embeddings")})
     run.save_config(args)
     model.to(device)
     model.train()
