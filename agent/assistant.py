@@ -87,7 +87,7 @@ class Assistant:
         if graph_kind not in GRAPHS:
             raise PresalesError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph_kind!r}")
         paths = RunPaths.from_run(run_dir)
-        corpus = load_corpus(paths.data, skip_invalid=True)
+        corpus = load_corpus(paths.data, skip_invalid=True, require_splits=False)  # its items and behaviours
         from crs.inference import CRS
         from llm.inference import LLM
 

@@ -114,6 +114,11 @@ class CRSTrainArgs:
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
                                                                             "split (smoke runs)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    allow_no_valid: bool = field(default=False, metadata={"help": "train without a validation split (the last epoch "
+                                                                  "becomes best/)"})
+    allow_no_item_kg: bool = field(default=False, metadata={"help": "train without item knowledge (empty "
+                                                                    "item_kg.txt)"})
+    max_utterance_chars: int = field(default=2000, metadata={"help": "longer utterances are cut at load time"})
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -173,12 +178,18 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- setup
     def load_data(self):
-        from uneed.corpus import load_corpus
+        from uneed.corpus import ALLOW_NO_ITEM_KG, ALLOW_NO_VALID, load_corpus
 
         args = self.args
-        self.corpus = load_corpus(args.data)  # CorpusError (a PresalesError) names what is wrong
+        allow = [name for name, on in ((ALLOW_NO_VALID, args.allow_no_valid), (ALLOW_NO_ITEM_KG, args.allow_no_item_kg))
+                 if on]
+        self.corpus = load_corpus(args.data, allow=allow, max_utterance_chars=args.max_utterance_chars)
+        # CorpusError (a PresalesError) names what is wrong
         if not self.corpus.split("train"):
             raise PresalesError(f"{args.data}: the train split has no dialogues")
+        if not self.corpus.split("valid") and not args.allow_no_valid:  # e.g. every valid dialogue skipped
+            raise PresalesError(f"{args.data}: the valid split has no dialogues (pass --allow-no-valid to keep the "
+                                "last epoch instead of the best)")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
                                                                  max_per_task=args.max_train_samples)
@@ -376,8 +387,11 @@ class Trainer:
             row.update(self.validate(stage))
             row["seconds"] = round(time.time() - t0, 1)
             keep_best = stage == 2 or args.epochs == 0
-            if keep_best and row["valid_score"] > self.best_score:
-                self.best_score, self.best_epoch = row["valid_score"], epoch + 1
+            latest = not self.valid_examples  # --allow-no-valid: nothing to choose by, the latest epoch is kept
+            if latest:
+                row.pop("valid_score")
+            if keep_best and (latest or row["valid_score"] > self.best_score):
+                self.best_score, self.best_epoch = row.get("valid_score", 0.0), epoch + 1
                 self.save_model(self.run.best)
                 row["best"] = True
             self.run.log(**row)
