@@ -88,7 +88,6 @@ class Assistant:
             raise PresalesError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph_kind!r}")
         paths = RunPaths.from_run(run_dir)
         corpus = load_corpus(paths.data, skip_invalid=True, require_splits=False)  # its items and behaviours
-        from crs.inference import CRS
         from llm.inference import LLM
 
         if checkpointer is None:
@@ -96,7 +95,7 @@ class Assistant:
         if graph_kind == "crs":
             from .graph_crs import build_crs_graph
 
-            graph = build_crs_graph(CRS.load(paths.crs_llm), LLM.load(paths.llm), corpus.items, policy,
+            graph = build_crs_graph(load_crs(paths.crs_llm, corpus), LLM.load(paths.llm), corpus.items, policy,
                                     checkpointer=checkpointer)
         else:
             from llm.chat_model import PresalesChatModel
@@ -104,8 +103,8 @@ class Assistant:
             from .graph_llm import build_llm_graph
 
             chat = PresalesChatModel.from_path(str(paths.controller))
-            graph = build_llm_graph(chat, CRS.load(paths.crs), corpus.items, policy, attributes=known_attributes(corpus),
-                                    checkpointer=checkpointer)
+            graph = build_llm_graph(chat, load_crs(paths.crs, corpus), corpus.items, policy,
+                                    attributes=known_attributes(corpus), checkpointer=checkpointer)
         return cls(graph, corpus, graph_kind)
 
     # -------------------------------------------------------------------------------- threads
@@ -113,7 +112,8 @@ class Assistant:
     def config(thread_id: str) -> dict:
         return {"configurable": {"thread_id": thread_id}}
 
-    def _input(self, thread_id: str, text: str, category: str | None, user_id: str | None) -> dict[str, Any]:
+    def _input(self, thread_id: str, text: str, category: str | None, user_id: str | None,
+               seller_id: str | None = None) -> dict[str, Any]:
         if not isinstance(text, str) or not text.strip():
             raise PresalesError("the message is empty: say what you are looking for")
         existing = self.graph.get_state(self.config(thread_id)).values
@@ -125,22 +125,22 @@ class Assistant:
         if category not in DOMAINS:
             raise PresalesError(f"unknown category {category!r}; choose one of {', '.join(DOMAINS)}")
         behaviours = self.corpus.user_behaviours(user_id) if user_id else []
-        return {**new_thread_state(category, behaviours), "messages": [HumanMessage(text)]}
+        return {**new_thread_state(category, behaviours, seller_id or ""), "messages": [HumanMessage(text)]}
 
     def send(self, text: str, thread_id: str | None = None, category: str | None = None,
-             user_id: str | None = None) -> TurnResult:
+             user_id: str | None = None, seller_id: str | None = None) -> TurnResult:
         """Run one user turn to the reply; returns the reply, this turn's events and the new state."""
         events: list[dict] = []
         thread_id = thread_id or uuid.uuid4().hex[:12]
-        for _node, update in self.stream(text, thread_id, category, user_id):
+        for _node, update in self.stream(text, thread_id, category, user_id, seller_id):
             events.extend((update or {}).get("events", []))
         state = self.state(thread_id)
         return TurnResult(thread_id, state.get("reply", ""), events, state)
 
     def stream(self, text: str, thread_id: str, category: str | None = None,
-               user_id: str | None = None) -> Iterator[tuple[str, dict]]:
-        """(node, its state update) as each node finishes."""
-        payload = self._input(thread_id, text, category, user_id)
+               user_id: str | None = None, seller_id: str | None = None) -> Iterator[tuple[str, dict]]:
+        """(node, its state update) as each node finishes; a new thread's seller (when known) is preferred."""
+        payload = self._input(thread_id, text, category, user_id, seller_id)
         for chunk in self.graph.stream(payload, self.config(thread_id), stream_mode="updates"):
             for node, update in chunk.items():
                 yield node, update if isinstance(update, dict) else {}
@@ -156,6 +156,16 @@ class Assistant:
             out.append({"step": meta.get("step"), "next": list(snap.next), "reply": snap.values.get("reply", ""),
                         "checkpoint_id": snap.config["configurable"].get("checkpoint_id")})
         return out
+
+
+def load_crs(path: Path, corpus: Corpus):
+    """A trained CRS; one saved before item groups were gets them from the corpus (category filter)."""
+    from crs.inference import CRS
+
+    crs = CRS.load(path)
+    if not crs.item_domains:
+        crs.set_item_groups(corpus.item_domains(), {i: item.seller_id for i, item in corpus.items.items()})
+    return crs
 
 
 def known_attributes(corpus: Corpus) -> set[str]:

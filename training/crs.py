@@ -31,7 +31,7 @@ from crs.catalog import Catalog, initial_item_embeddings, popularity
 from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
 from crs.evaluate import headline, score_predictions, split_examples
-from crs.inference import CRS, save_item_texts
+from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import ModelLoadError, UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -238,6 +238,7 @@ class Trainer:
         tmp = staging_dir(final)
         self.model.save(tmp, self.tok, self.catalog)
         save_item_texts(tmp, self.corpus.items)
+        save_item_groups(tmp, self.corpus)
         replace_dir(tmp, final)
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -245,6 +246,7 @@ class Trainer:
         tmp = staging_dir(final)
         self.model.save(tmp / "model", self.tok, self.catalog)
         save_item_texts(tmp / "model", self.corpus.items)
+        save_item_groups(tmp / "model", self.corpus)
         torch.save({"epoch": epoch, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                     "best_score": self.best_score, "best_epoch": self.best_epoch,
                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(),

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -99,6 +99,33 @@ class Corpus:
     def catalog(self) -> list[str]:
         """All item ids, in a stable order (the row order of item_kg.txt)."""
         return list(self.items)
+
+    def item_domains(self) -> dict[str, str]:
+        """item id -> the domain (美妆行业, ...) it belongs to, for the items that can be placed.
+
+        item_kg.txt names no domain, so it is read off the dialogues: an item recommended in a dialogue
+        of domain D is in D; an item never recommended takes the majority domain of the recommended items
+        of its 一级类目, else of its seller's dialogues and recommended items; otherwise it stays unplaced."""
+        own: dict[str, Counter] = defaultdict(Counter)
+        by_code: dict[str, Counter] = defaultdict(Counter)
+        by_seller: dict[str, Counter] = defaultdict(Counter)
+        for _split, d in self.all_dialogues():
+            by_seller[d.sellerid][d.domain] += 1
+            for turn in d.dialogue:
+                for item_id in turn.rec_item_id:
+                    own[item_id][d.domain] += 1
+                    item = self.items.get(item_id)
+                    if item is not None:
+                        if item.category:
+                            by_code[item.category][d.domain] += 1
+                        by_seller[item.seller_id][d.domain] += 1
+        out = {}
+        for item_id, item in self.items.items():
+            for votes in (own.get(item_id), by_code.get(item.category), by_seller.get(item.seller_id)):
+                if votes:
+                    out[item_id] = votes.most_common(1)[0][0]
+                    break
+        return out
 
 
 def _check_header(path: Path, header: list[str], expected: tuple[str, ...]) -> None:
