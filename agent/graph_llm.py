@@ -143,6 +143,7 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
     graph.add_node("close", crs_only.close)
     graph.add_node("confirm", crs_only.respond)
     graph.add_edge(START, "receive")
+
     def after_receive(state: Mapping[str, Any]) -> str:
         """Close on an acceptance; understanding is asked only then, and a new need in the turn is no acceptance."""
         if not accepts_recommendation(state):

@@ -92,13 +92,15 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None
 
 
 @pytest.mark.parametrize("marker,sig", [("config.yaml", signal.SIGINT),
-                                        ("best", signal.SIGKILL), ("predictions_test.jsonl", signal.SIGKILL)])
+                                        ("best", signal.SIGKILL), ("predictions_valid.jsonl", signal.SIGKILL)])
 def test_a_killed_retraining_leaves_the_previous_run_intact(finished, tiny_corpus_dir, marker, sig):
     before = snapshot(finished)
     staging = finished.with_name(f".{finished.name}.staging")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # predicting valid, then test and train (seconds more) leaves time to kill it after the first file
+    late = ["--predict-splits", "valid", "test", "train", "--max-predict-samples", "40"]
     proc = subprocess.Popen([sys.executable, "-m", "training.crs", "--data", str(tiny_corpus_dir), "--out",
-                             str(finished), *QUICK, "--overwrite", "--seed", "7"], cwd=ROOT, env=env,
+                             str(finished), *QUICK, *late, "--overwrite", "--seed", "7"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(staging / marker, proc)
     proc.send_signal(sig)
