@@ -10,9 +10,14 @@ A run directory (what scripts/run_default.sh writes):
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import sqlite3
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +30,7 @@ from uneed.corpus import Corpus, load_corpus
 from uneed.errors import PresalesError
 from uneed.schema import DOMAINS
 
+from .messages import normalise_message
 from .policy import PolicyConfig
 from .state import new_thread_state
 
@@ -75,10 +81,11 @@ class TurnResult:
 class Assistant:
     """Runs user turns through graph 'llm' (LLM in control) or 'crs' (CRS in control)."""
 
-    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str):
+    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str, leases: "ThreadLeases | None" = None):
         self.graph = graph
         self.corpus = corpus
         self.kind = graph_kind
+        self.leases = leases or ThreadLeases(None)
 
     # ------------------------------------------------------------------------------- building
     @classmethod
@@ -87,16 +94,18 @@ class Assistant:
         if graph_kind not in GRAPHS:
             raise PresalesError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph_kind!r}")
         paths = RunPaths.from_run(run_dir)
-        corpus = load_corpus(paths.data, skip_invalid=True)
-        from crs.inference import CRS
+        corpus = load_corpus(paths.data, skip_invalid=True, require_splits=False)  # its items and behaviours
         from llm.inference import LLM
 
+        leases = ThreadLeases(None)
         if checkpointer is None:
-            checkpointer = sqlite_checkpointer(db_path or paths.root / "threads.sqlite")
+            db_path = Path(db_path or paths.root / "threads.sqlite")
+            checkpointer = sqlite_checkpointer(db_path)
+            leases = ThreadLeases(db_path)
         if graph_kind == "crs":
             from .graph_crs import build_crs_graph
 
-            graph = build_crs_graph(CRS.load(paths.crs_llm), LLM.load(paths.llm), corpus.items, policy,
+            graph = build_crs_graph(load_crs(paths.crs_llm, corpus), LLM.load(paths.llm), corpus.items, policy,
                                     checkpointer=checkpointer)
         else:
             from llm.chat_model import PresalesChatModel
@@ -104,17 +113,19 @@ class Assistant:
             from .graph_llm import build_llm_graph
 
             chat = PresalesChatModel.from_path(str(paths.controller))
-            graph = build_llm_graph(chat, CRS.load(paths.crs), corpus.items, policy, attributes=known_attributes(corpus),
-                                    checkpointer=checkpointer)
-        return cls(graph, corpus, graph_kind)
+            graph = build_llm_graph(chat, load_crs(paths.crs, corpus), corpus.items, policy,
+                                    attributes=known_attributes(corpus), checkpointer=checkpointer)
+        return cls(graph, corpus, graph_kind, leases)
 
     # -------------------------------------------------------------------------------- threads
     @staticmethod
     def config(thread_id: str) -> dict:
         return {"configurable": {"thread_id": thread_id}}
 
-    def _input(self, thread_id: str, text: str, category: str | None, user_id: str | None) -> dict[str, Any]:
-        if not isinstance(text, str) or not text.strip():
+    def _input(self, thread_id: str, text: str, category: str | None, user_id: str | None,
+               seller_id: str | None = None) -> dict[str, Any]:
+        """The graph input of a turn; `text` is already normalised (agent.messages)."""
+        if not text:
             raise PresalesError("the message is empty: say what you are looking for")
         existing = self.graph.get_state(self.config(thread_id)).values
         if existing:
@@ -125,25 +136,35 @@ class Assistant:
         if category not in DOMAINS:
             raise PresalesError(f"unknown category {category!r}; choose one of {', '.join(DOMAINS)}")
         behaviours = self.corpus.user_behaviours(user_id) if user_id else []
-        return {**new_thread_state(category, behaviours), "messages": [HumanMessage(text)]}
+        return {**new_thread_state(category, behaviours, seller_id or ""), "messages": [HumanMessage(text)]}
 
     def send(self, text: str, thread_id: str | None = None, category: str | None = None,
-             user_id: str | None = None) -> TurnResult:
+             user_id: str | None = None, seller_id: str | None = None) -> TurnResult:
         """Run one user turn to the reply; returns the reply, this turn's events and the new state."""
         events: list[dict] = []
         thread_id = thread_id or uuid.uuid4().hex[:12]
-        for _node, update in self.stream(text, thread_id, category, user_id):
+        for _node, update in self.stream(text, thread_id, category, user_id, seller_id):
             events.extend((update or {}).get("events", []))
         state = self.state(thread_id)
         return TurnResult(thread_id, state.get("reply", ""), events, state)
 
     def stream(self, text: str, thread_id: str, category: str | None = None,
-               user_id: str | None = None) -> Iterator[tuple[str, dict]]:
-        """(node, its state update) as each node finishes."""
-        payload = self._input(thread_id, text, category, user_id)
-        for chunk in self.graph.stream(payload, self.config(thread_id), stream_mode="updates"):
-            for node, update in chunk.items():
-                yield node, update if isinstance(update, dict) else {}
+               user_id: str | None = None, seller_id: str | None = None) -> Iterator[tuple[str, dict]]:
+        """(node, its state update) as each node finishes; a new thread's seller (when known) is preferred."""
+        if not isinstance(text, str):
+            raise PresalesError(f"the message must be text, got {type(text).__name__}")
+        text, notes = normalise_message(text)  # bounded and plain before it enters the state or a checkpoint
+        with self.leases.hold(thread_id):  # one turn at a time per thread, across processes on one database
+            payload = self._input(thread_id, text, category, user_id, seller_id)
+            if notes:
+                log.warning("message of thread %s normalised: %s", thread_id, notes)
+                yield "input", {"events": [{"node": "input", **notes}]}
+            for chunk in self.graph.stream(payload, self.config(thread_id), stream_mode="updates"):
+                for node, update in chunk.items():
+                    yield node, update if isinstance(update, dict) else {}
+
+    def exists(self, thread_id: str) -> bool:
+        return bool(self.graph.get_state(self.config(thread_id)).values)
 
     def state(self, thread_id: str) -> dict[str, Any]:
         return dict(self.graph.get_state(self.config(thread_id)).values)
@@ -158,6 +179,16 @@ class Assistant:
         return out
 
 
+def load_crs(path: Path, corpus: Corpus):
+    """A trained CRS; one saved before item groups were gets them from the corpus (category filter)."""
+    from crs.inference import CRS
+
+    crs = CRS.load(path)
+    if not crs.item_domains:
+        crs.set_item_groups(corpus.item_domains(), {i: item.seller_id for i, item in corpus.items.items()})
+    return crs
+
+
 def known_attributes(corpus: Corpus) -> set[str]:
     """Attribute names annotated in the train dialogues: what a question may be about."""
     return {a.key for d in corpus.split("train") for t in d.dialogue for a in t.attributes}
@@ -167,8 +198,67 @@ def sqlite_checkpointer(path: str | Path):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except (OSError, sqlite3.Error) as exc:
+        raise PresalesError(f"--db {path}: cannot open the thread database ({exc})") from None
+    return saver
+
+
+class ThreadBusyError(PresalesError):
+    """Another turn of the same thread is running and did not finish in time."""
+
+
+class ThreadLeases:
+    """One writer per thread: a turn holds its thread's lease from reading the state to its last
+    checkpoint. With a database the lease is an exclusive file lock beside it (`DB.locks/`), so it
+    holds across processes and threads; without one (in-memory checkpointer) a lock per thread in
+    this process. A turn waits up to `wait_s` for the lease, then is refused (ThreadBusyError)."""
+
+    def __init__(self, db_path: str | Path | None, wait_s: float = 60.0):
+        self.db_path = Path(db_path) if db_path is not None else None
+        self.dir = Path(f"{db_path}.locks") if db_path is not None else None
+        self.wait_s = wait_s
+        self._local: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, thread_id: str) -> Iterator[None]:
+        with self._guard:
+            local = self._local.setdefault(thread_id, threading.Lock())
+        if not local.acquire(timeout=self.wait_s):
+            raise ThreadBusyError(self._busy(thread_id))
+        try:
+            if self.dir is None:
+                yield
+                return
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fh = (self.dir / (hashlib.sha1(thread_id.encode("utf-8")).hexdigest()[:20] + ".lock")).open("a")
+            except OSError as exc:
+                raise PresalesError(f"cannot lock thread {thread_id} in {self.dir} ({exc})") from None
+            try:
+                deadline = time.monotonic() + self.wait_s
+                while True:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise ThreadBusyError(self._busy(thread_id)) from None
+                        time.sleep(0.05)
+                yield
+            finally:
+                fh.close()  # releases the lock
+        finally:
+            local.release()
+
+    def _busy(self, thread_id: str) -> str:
+        return (f"thread {thread_id} is busy with another turn (waited {self.wait_s:.0f}s); send the message "
+                "again when it has finished")
 
 
 def memory_checkpointer():

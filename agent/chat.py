@@ -3,22 +3,30 @@
 After each user message it shows every node as it finishes, the tool calls with their arguments and
 results, the needs so far, and the reply: rich panels on a terminal, plain `key: value` lines when
 stdin is not a terminal (so a conversation can be piped in). `--trace FILE` appends one JSON line
-per step. Commands: /state (the thread's state), /history (its checkpoints), /quit.
+per step. Commands: /state (the thread's state), /history (its checkpoints), /quit; any other line,
+emoticon codes such as /:^_^ included, is a message. User text is printed literally (never as rich
+markup, escape sequences removed); bytes that are not UTF-8 are replaced and reported.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any, Iterable
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from uneed.errors import PresalesError
 from uneed.schema import STAFF
 
 from .assistant import Assistant
+from .messages import printable
+
+COMMANDS = ("/state", "/history", "/quit", "/exit")
+COMMAND_LIKE = re.compile(r"/[A-Za-z]+")  # /stat (a typo) is refused; /:^_^ (an emoticon) is a message
 
 
 def _short(value: Any, limit: int = 300) -> str:
@@ -38,10 +46,11 @@ class ChatSession:
         self.plain = plain
 
     def _out(self, label: str, text: str, style: str = "") -> None:
+        text = printable(text)
         if self.plain:
             print(f"{label}: {text}", flush=True)
-        else:
-            self.console.print(f"[{style or 'bold'}]{label}[/] {text}", markup=True, highlight=False)
+        else:  # literal text: a user's [/] or [bold] is not markup
+            self.console.print(Text.assemble((label, style or "bold"), " ", text), highlight=False)
 
     def _log(self, row: dict) -> None:
         if self.trace is not None:
@@ -74,14 +83,17 @@ class ChatSession:
         if self.plain:
             print(f"reply: {reply}", flush=True)
         else:
-            self.console.print(Panel(reply, title=STAFF, border_style="green"))
+            self.console.print(Panel(Text(printable(reply)), title=STAFF, border_style="green"))
         return reply
 
     def command(self, line: str) -> bool:
         """Handle /state, /history, /quit; False means stop."""
         if line in ("/quit", "/exit"):
             return False
-        if line == "/state":
+        if line in ("/state", "/history") and not self.assistant.exists(self.thread_id):
+            self._out("error", f"thread {self.thread_id} has no turns yet (send a message first, or pick an "
+                               "existing thread with --thread)", "red")
+        elif line == "/state":
             state = self.assistant.state(self.thread_id)
             state.pop("messages", None)
             self._out("state", _short(state, 4000))
@@ -107,8 +119,8 @@ class ChatSession:
                 line = next(source, None)
                 if line is None:
                     break
-            line = line.rstrip("\n")
-            if line.startswith("/"):
+            line = line.rstrip("\r\n")
+            if line.strip() in COMMANDS or COMMAND_LIKE.fullmatch(line.strip()):
                 if not self.command(line.strip()):
                     break
                 continue
@@ -127,7 +139,11 @@ def run_chat(graph: str, run: Path, category: str | None, thread: str | None, tr
     assistant = Assistant.from_run(run, graph, db_path=db)
     thread_id = thread or uuid.uuid4().hex[:12]
     plain = not sys.stdin.isatty()
-    handle = trace.open("a", encoding="utf-8") if trace else None
+    if hasattr(sys.stdin, "reconfigure"):  # bad bytes reach normalise_message, which replaces and reports them
+        sys.stdin.reconfigure(errors="surrogateescape")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    handle = trace.open("a", encoding="utf-8", errors="replace") if trace else None
     try:
         ChatSession(assistant, thread_id, category, user, handle, plain=plain).loop()
     finally:

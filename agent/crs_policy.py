@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 
-from tools.crs_tools import OFFER_POOL, offered_values
+from tools.crs_tools import OFFER_POOL, offered_values, recommend_scope
 from tools.dialogue import need_pairs, turn_record, utterances
 from uneed.corpus import Item
 from uneed.schema import STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER
@@ -76,7 +76,7 @@ class CRSPolicy:
             update["events"] = events + update["events"]
             return update
         pool = self.crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
-                                  k=OFFER_POOL, exclude=[state.get("rejected", [])])[0]
+                                  k=OFFER_POOL, exclude=[state.get("rejected", [])], **recommend_scope(state))[0]
         values = offered_values(attribute, [s.item_id for s in pool], self.catalog)[:MAX_OFFERED_IN_QUESTION]
         attributes = [f"{attribute}：{v}" for v in values] or [f"{attribute}："]
         events.append(event("elicit", tool="crs.elicit", args={"llm": llm_keys}, result={"suggested": keys,
@@ -93,7 +93,8 @@ class CRSPolicy:
         events = []
         ctx, needs, behaviours = [utterances(state)], [need_pairs(state)], [state.get("behaviours", [])]
         banned = [list(state.get("rejected", [])) + list(state.get("recommended", []))]
-        pool = self.crs.recommend(ctx, needs, behaviours, k=self.cfg.candidate_k, exclude=banned)[0]
+        scope = recommend_scope(state)  # the thread's category, its seller's items first
+        pool = self.crs.recommend(ctx, needs, behaviours, k=self.cfg.candidate_k, exclude=banned, **scope)[0]
         candidates = [s.item_id for s in pool]
         llm_item = None
         if candidates:
@@ -102,7 +103,7 @@ class CRSPolicy:
                 events.append(ev)
             llm_item = llm_out["item_id"] if llm_out else None
         ranked = self.crs.recommend(ctx, needs, behaviours, k=self.cfg.recommend_k, exclude=banned,
-                                    llm_items=[llm_item] if llm_item else None)[0]
+                                    llm_items=[llm_item] if llm_item else None, **scope)[0]
         items = [s.item_id for s in ranked]
         events.append(event("recommend", tool="crs.recommend", args={"llm_item": llm_item, "exclude": banned[0]},
                             result=[{"item_id": s.item_id, "score": round(s.score, 3)} for s in ranked]))

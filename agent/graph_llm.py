@@ -25,7 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from tools.crs_tools import make_crs_tools
-from tools.dialogue import questions_asked, turn_record
+from tools.dialogue import questions_asked, turn_record, utterances
 from uneed.corpus import Item
 from uneed.schema import STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER
 
@@ -144,8 +144,14 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
     graph.add_node("close", crs_only.close)
     graph.add_node("confirm", crs_only.respond)
     graph.add_edge(START, "receive")
-    graph.add_conditional_edges("receive", lambda state: "close" if accepts_recommendation(state) else "controller",
-                                {"close": "close", "controller": "controller"})
+
+    def after_receive(state: Mapping[str, Any]) -> str:
+        """Close on an acceptance; understanding is asked only then, and a new need in the turn is no acceptance."""
+        if not accepts_recommendation(state):
+            return "controller"
+        return "controller" if needs_of(crs.understand([utterances(state)])[0]) else "close"
+
+    graph.add_conditional_edges("receive", after_receive, {"close": "close", "controller": "controller"})
     graph.add_edge("close", "confirm")
     graph.add_edge("confirm", END)
     graph.add_conditional_edges("controller", route, {"tools": "tools", "finish": "finish", "fallback": "fallback"})

@@ -9,10 +9,10 @@ from langchain_core.messages import HumanMessage
 from tools.dialogue import turn_record
 from uneed.schema import USER
 
+from .messages import normalise_message
 from .policy import event, rejected_items
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE_CHARS = 2000  # longer messages keep their last part (the models read left-truncated text anyway)
 
 
 def message_text(message: Any) -> str:
@@ -25,13 +25,13 @@ def message_text(message: Any) -> str:
 def receive(state: Mapping[str, Any]) -> dict[str, Any]:
     """Record the user's new message in the transcript, note rejected items, reset the step count."""
     human = next((m for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), None)
-    text = message_text(human).strip() if human is not None else ""
-    notes = {}
-    if len(text) > MAX_MESSAGE_CHARS:
-        log.warning("a %d-character message was cut to its last %d characters", len(text), MAX_MESSAGE_CHARS)
-        notes["truncated_from"] = len(text)
-        text = text[-MAX_MESSAGE_CHARS:]
+    raw = message_text(human) if human is not None else ""
+    text, notes = normalise_message(raw)  # a no-op for messages that came through Assistant.stream
+    update: dict[str, Any] = {}
+    if notes and human is not None:  # a graph invoked directly: the stored message is replaced by its id
+        log.warning("message normalised: %s", notes)
+        update["messages"] = [HumanMessage(content=text, id=human.id)]
     rejected = rejected_items(state, text)
-    return {"transcript": [turn_record(USER, text)], "rejected": rejected, "steps": 0,
+    return {**update, "transcript": [turn_record(USER, text)], "rejected": rejected, "steps": 0,
             "pending": {"attributes": [], "items": []},
             "events": [event("receive", text=text[:200], rejected=rejected, **notes)]}

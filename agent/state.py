@@ -42,7 +42,8 @@ def add_unique(old: list[str] | None, new: list[str] | None) -> list[str]:
 class AgentState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]  # what the LLM controller reads
     transcript: Annotated[list[dict], merge_transcript]  # the dialogue as the CRS reads it (tools.dialogue)
-    category: str  # the U-NEED domain, e.g. 大家电行业
+    category: str  # the U-NEED domain, e.g. 大家电行业: recommendations stay in it
+    seller: str  # the shop, when known: its items are recommended first
     needs: Annotated[dict[str, list[str]], merge_needs]
     asked: Annotated[list[str], add_unique]  # attributes already asked
     recommended: Annotated[list[str], add_unique]
@@ -55,8 +56,8 @@ class AgentState(TypedDict, total=False):
     events: Annotated[list[dict], operator.add]  # what happened, for traces: node, tool, args, result
 
 
-def new_thread_state(category: str, behaviours: list[str] | None = None) -> dict[str, Any]:
-    return {"category": category, "behaviours": list(behaviours or []), "needs": {}, "asked": [], "recommended": [],
+def new_thread_state(category: str, behaviours: list[str] | None = None, seller: str = "") -> dict[str, Any]:
+    return {"category": category, "seller": seller, "behaviours": list(behaviours or []), "needs": {}, "asked": [], "recommended": [],
             "rejected": [], "candidates": [], "transcript": [], "messages": [], "steps": 0, "reply": "", "events": [],
             "pending": {"attributes": [], "items": []}}
 

@@ -87,6 +87,13 @@ def save_item_texts(path: Path, items: Mapping) -> None:
     (path / "item_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
 
 
+def save_item_groups(path: Path, corpus) -> None:
+    """Each item's domain (uneed.corpus.Corpus.item_domains) and seller: recommendations stay in the
+    conversation's category and prefer its seller's items."""
+    groups = {"domains": corpus.item_domains(), "sellers": {i: item.seller_id for i, item in corpus.items.items()}}
+    (path / "item_groups.json").write_text(json.dumps(groups, ensure_ascii=False), encoding="utf-8")
+
+
 def _as_tags(needs) -> list[str]:
     tags = []
     for n in needs or []:
@@ -114,7 +121,8 @@ class CRS:
     """A trained unified CRS ready to answer; see the module docstring for the input conventions."""
 
     def __init__(self, model: UnifiedCRS, tok, catalog: Catalog, device: str | torch.device = "cpu",
-                 item_texts: Mapping[str, str] | None = None, index_kind: str | None = None, batch_size: int = 32):
+                 item_texts: Mapping[str, str] | None = None, index_kind: str | None = None, batch_size: int = 32,
+                 item_domains: Mapping[str, str] | None = None, item_sellers: Mapping[str, str] | None = None):
         self.model = model.eval()
         self.tok = tok
         self.catalog = catalog
@@ -127,6 +135,18 @@ class CRS:
                                self.config.max_behaviours)
         self.index_kind = index_kind or self.config.index
         self._index: ItemIndex | None = None
+        self.set_item_groups(item_domains or {}, item_sellers or {})
+
+    def set_item_groups(self, domains: Mapping[str, str], sellers: Mapping[str, str]) -> None:
+        """Item id -> domain and -> seller, for recommendations filtered by domain (see `recommend`)."""
+        self.item_domains, self.item_sellers = dict(domains), dict(sellers)
+        self._domain_rows: dict[str, set[int]] = {}
+        self._seller_rows: dict[str, set[int]] = {}
+        for groups, rows in ((self.item_domains, self._domain_rows), (self.item_sellers, self._seller_rows)):
+            for item_id, group in groups.items():
+                row = self.catalog.row(item_id) if item_id in self.catalog else -1
+                if row >= 0:
+                    rows.setdefault(group, set()).add(row)
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -138,13 +158,16 @@ class CRS:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tok, catalog = UnifiedCRS.load(path, trust_remote_code=trust_remote_code)
-        texts = {}
-        if (path / "item_texts.json").is_file():
-            try:
-                texts = json.loads((path / "item_texts.json").read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ModelLoadError(f"{path / 'item_texts.json'}: corrupt ({exc})") from None
-        return cls(model, tok, catalog, device=device, item_texts=texts, index_kind=index, batch_size=batch_size)
+        texts, groups = {}, {}
+        for name in ("item_texts.json", "item_groups.json"):
+            if (path / name).is_file():
+                try:
+                    data = json.loads((path / name).read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise ModelLoadError(f"{path / name}: corrupt ({exc})") from None
+                texts, groups = (data, groups) if name == "item_texts.json" else (texts, data)
+        return cls(model, tok, catalog, device=device, item_texts=texts, index_kind=index, batch_size=batch_size,
+                   item_domains=groups.get("domains"), item_sellers=groups.get("sellers"))
 
     @property
     def index(self) -> ItemIndex:
@@ -293,8 +316,14 @@ class CRS:
 
     def recommend(self, contexts: Sequence[Sequence[Utterance]], needs: Sequence | None = None,
                   behaviours: Sequence | None = None, candidates: Sequence | None = None, k: int | None = 10,
-                  exclude: Sequence | None = None, llm_items: Sequence | None = None) -> list[list[ScoredItem]]:
+                  exclude: Sequence | None = None, llm_items: Sequence | None = None,
+                  domains: Sequence | None = None, sellers: Sequence | None = None) -> list[list[ScoredItem]]:
         """Items for each context, best first, with scores (u . e_i + c_i).
+
+        domains[i] (e.g. 手机行业): only items of that domain are returned, from the candidates or the
+        catalog (an exact ranking of the domain's items); sellers[i]: over the catalog, that seller's items
+        of the domain come first, then the domain's others, as the release builds its candidates. Without
+        item groups (a model saved before they were) domains are ignored with a warning.
 
         candidates[i] given: rank those items (top k of them; k=None: all); otherwise search the whole
         catalog for the top k (k=None: 10). exclude[i]: items never returned (already rejected).
@@ -302,7 +331,8 @@ class CRS:
         (used only by a CRS trained with LLM inputs).
         """
         self._check(contexts, ("needs", needs), ("behaviours", behaviours), ("candidates", candidates),
-                    ("exclude", exclude), ("llm_items", llm_items))
+                    ("exclude", exclude), ("llm_items", llm_items), ("domains", domains), ("sellers", sellers))
+        allowed = self._allowed_rows(domains, len(contexts))
         examples = []
         for i, ctx in enumerate(contexts):
             llm_item = llm_items[i] if llm_items is not None and self.config.use_llm else None
@@ -319,15 +349,47 @@ class CRS:
                 for i in range(len(contexts))]
         results: list[list[ScoredItem]] = []
         if candidates is not None:
-            cand_rows = [[r for r in f.candidates if r not in excl[i]] for i, f in enumerate(feats)]
+            cand_rows = [[r for r in f.candidates if r not in excl[i] and (allowed[i] is None or r in allowed[i])]
+                         for i, f in enumerate(feats)]
             for rows, scores in self.index.rank_candidates(users, cand_rows, extra=extras):
                 top = len(rows) if k is None else k
                 results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[:top], scores[:top])])
             return results
         top_k = 10 if k is None else k
+        if any(a is not None for a in allowed):
+            for j in range(len(contexts)):
+                results.append(self._search_within(users[j:j + 1], extras[j], allowed[j], excl[j], top_k,
+                                                   sellers[j] if sellers else None))
+            return results
         rows, scores = self.index.search(users, top_k, exclude=[sorted(e) for e in excl] if exclude else None,
                                          extra=extras)
         for j in range(len(contexts)):
             results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[j], scores[j]) if r >= 0])
         return results
+
+    def _allowed_rows(self, domains: Sequence | None, n: int) -> list[set[int] | None]:
+        """Per context the catalog rows it may recommend (None: all)."""
+        if domains is None:
+            return [None] * n
+        if any(domains) and not self._domain_rows:
+            log.warning("this CRS has no item groups (item_groups.json): recommendations are not filtered by "
+                        "category")
+            return [None] * len(domains)
+        return [self._domain_rows.get(d, set()) if d else None for d in domains]
+
+    def _search_within(self, user: np.ndarray, extra: dict, allowed: set[int] | None, excluded: set[int], k: int,
+                       seller: str | None) -> list[ScoredItem]:
+        """The top k of the allowed rows (exact scores), the seller's rows first."""
+        if allowed is None:
+            rows, scores = self.index.search(user, k, exclude=[sorted(excluded)], extra=[extra])
+            return [ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        pool = allowed - excluded
+        own = pool & self._seller_rows.get(seller, set()) if seller else set()
+        out: list[ScoredItem] = []
+        for group in (own, pool - own):
+            if len(out) >= k or not group:
+                continue
+            [(rows, scores)] = self.index.rank_candidates(user, [sorted(group)], extra=[extra])
+            out += [ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[: k - len(out)], scores)]
+        return out
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -57,6 +58,22 @@ def _text(content: Any) -> str:
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
     return "".join(parts)
+
+
+# What only the prompt's own protocol may write: tool-call and tool-response tags, chat-template tokens,
+# and lines that start a turn (用户：/客服：) or a template section (### ...).
+_PROTOCOL_TAG = re.compile(r"<\s*/?\s*tool_(?:call|response)[^>]*>?|<\|[^|<>]{0,40}\|>", re.I)
+_TURN_LINE = re.compile(r"^(\s*)(?=(?:用户|客服|user|assistant|system|tool)\s*[：:]|#{2,})", re.I | re.M)
+
+
+def as_data(text: str, one_line: bool = False) -> str:
+    """Message text as it may appear inside the prompt: the protocol's tags are defused (full-width
+    brackets), and no line of it can start a turn or a section (one_line: line breaks become spaces;
+    otherwise such a line is indented)."""
+    text = _PROTOCOL_TAG.sub(lambda m: m.group(0).replace("<", "＜").replace(">", "＞"), text)
+    if one_line:
+        return " ".join(text.splitlines())
+    return _TURN_LINE.sub("\\1　", text) if "\n" in text else text
 
 
 def _compact_tool(fn: dict) -> str:
@@ -99,16 +116,16 @@ def render_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] = (),
     for m in messages:
         if isinstance(m, SystemMessage):
             continue
-        if isinstance(m, HumanMessage):
-            lines.append(f"用户：{_text(m.content)}")
+        if isinstance(m, HumanMessage):  # user text is data: one line, no protocol tag
+            lines.append(f"用户：{as_data(_text(m.content), one_line=True)}")
         elif isinstance(m, AIMessage):
             calls = "".join(format_tool_call(c["name"], c.get("args", {})) for c in m.tool_calls)
-            lines.append(f"客服：{_text(m.content)}{calls}")
-        elif isinstance(m, ToolMessage):
+            lines.append(f"客服：{as_data(_text(m.content))}{calls}")
+        elif isinstance(m, ToolMessage):  # results may echo user text or catalog text
             name = m.name or m.tool_call_id
-            lines.append(f'<tool_response name="{name}">{_text(m.content)}</tool_response>')
+            lines.append(f'<tool_response name="{name}">{as_data(_text(m.content))}</tool_response>')
         else:
-            lines.append(f"{m.type}：{_text(m.content)}")
+            lines.append(f"{m.type}：{as_data(_text(m.content))}")
     return render_prompt({"instruction": instruction, "input": "\n".join(lines)}, template)
 
 
@@ -116,19 +133,46 @@ def fit_messages(messages: Sequence[BaseMessage], tools: Sequence[dict], count_t
                  budget: int, template: str = "zh", tool_format: str = "json") -> tuple[list[BaseMessage], int]:
     """Drop the oldest messages before the current turn (the last user message and what follows it)
     until the prompt fits `budget` tokens, so the instruction, the tools and the current turn survive a
-    long conversation. Returns the messages kept and how many were dropped; if the current turn alone is
-    too long, the LLM's own left truncation applies."""
+    long conversation; if the current turn alone is too long, the user's message of it is shortened (its
+    last part kept). Returns the messages kept and how many were dropped; only when the instruction and
+    tools alone exceed the budget does the LLM's own left truncation apply."""
     kept = list(messages)
     dropped = 0
-    while count_tokens(render_messages(kept, tools, template, tool_format)) > budget:
+
+    def too_long() -> bool:
+        return count_tokens(render_messages(kept, tools, template, tool_format)) > budget
+
+    while too_long():
         humans = [i for i, m in enumerate(kept) if isinstance(m, HumanMessage)]
         current = humans[-1] if humans else len(kept)
         oldest = next((i for i, m in enumerate(kept[:current]) if not isinstance(m, SystemMessage)), None)
         if oldest is None:
+            if humans:
+                _shorten_current(kept, current, too_long)
             break
         del kept[oldest]
         dropped += 1
     return kept, dropped
+
+
+def _shorten_current(kept: list[BaseMessage], current: int, too_long: Callable[[], bool]) -> None:
+    """Keep the longest last part of the current user message with which the prompt fits (if any does)."""
+    original = kept[current]
+    text = _text(original.content)
+
+    def fits(n: int) -> bool:
+        kept[current] = HumanMessage(content=text[len(text) - n:] if n else "", id=original.id)
+        return not too_long()
+
+    if not fits(0):
+        kept[current] = original  # the instruction and tools alone are too long: nothing to gain
+        return
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    fits(lo)
+    log.info("the current message was cut to its last %d of %d characters to fit the prompt", lo, len(text))
 
 
 class PresalesChatModel(BaseChatModel):

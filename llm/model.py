@@ -63,11 +63,17 @@ def build_tokenizer(texts: Iterable[str], model_max_length: int = 2048, level2: 
     return build_char_tokenizer(texts, level2=level2, model_max_length=model_max_length)
 
 
-def build_embedded_model(tokenizer, size: str = "default", arch: str = "qwen2", max_length: int | None = None):
-    """A randomly initialised decoder-only LM sized by EMBEDDED_SIZES[size], vocabulary from `tokenizer`."""
+def build_embedded_model(tokenizer, size: str = "default", arch: str = "qwen2", max_length: int | None = None,
+                         **overrides: int | None):
+    """A randomly initialised decoder-only LM sized by EMBEDDED_SIZES[size] (fields of `overrides` that are
+    not None replace the preset's), vocabulary from `tokenizer`."""
     if size not in EMBEDDED_SIZES:
         raise PresalesError(f"unknown model size {size!r}; choose from {sorted(EMBEDDED_SIZES)}")
     s = asdict(EMBEDDED_SIZES[size])
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    if s["hidden_size"] % s["num_attention_heads"] or s["num_attention_heads"] % s["num_key_value_heads"]:
+        raise PresalesError(f"hidden_size {s['hidden_size']} must be divisible by num_attention_heads "
+                            f"{s['num_attention_heads']}, and that by num_key_value_heads {s['num_key_value_heads']}")
     if max_length:
         s["max_position_embeddings"] = max(max_length, 64)
     common = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,

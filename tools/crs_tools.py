@@ -93,6 +93,11 @@ def offered_values(attribute: str, item_ids: list[str], items: Mapping[str, Item
     return [v for v, _ in counts.most_common(MAX_OFFERED)]
 
 
+def recommend_scope(state: Mapping) -> dict[str, list]:
+    """The thread's category (and seller, when known): recommendations stay within them (CRS.recommend)."""
+    return {"domains": [state.get("category") or None], "sellers": [state.get("seller") or None]}
+
+
 def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | None = None,
                    max_questions: int | None = None) -> list[BaseTool]:
     """Tools over a loaded `crs.inference.CRS`. `items` holds the catalog's knowledge; `attributes`
@@ -129,7 +134,7 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
         if chosen is None:
             raise ValueError("the CRS suggests no attribute; pass one explicitly")
         pool = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
-                             k=OFFER_POOL, exclude=[state.get("rejected", [])])[0]
+                             k=OFFER_POOL, exclude=[state.get("rejected", [])], **recommend_scope(state))[0]
         values = offered_values(chosen, [s.item_id for s in pool], items)
         return (note + format_attribute_choice(chosen, values, suggestions),
                 {"attribute": chosen, "values": values, "suggestions": suggestions})
@@ -142,7 +147,8 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
             raise ValueError(f"none of the candidates is a known item id: {candidates[:5]}")
         banned = list(dict.fromkeys(list(state.get("rejected", [])) + list(exclude or [])))
         ranked = crs.recommend([utterances(state)], [need_pairs(state)], [state.get("behaviours", [])],
-                               candidates=[candidates] if candidates else None, k=k, exclude=[banned])[0]
+                               candidates=[candidates] if candidates else None, k=k, exclude=[banned],
+                               **recommend_scope(state))[0]
         if not ranked:
             return "没有可推荐的商品", {"items": []}
         return (format_ranking([s.item_id for s in ranked], items),

@@ -184,6 +184,7 @@ class ControllerTrainArgs:
     seed: int = 42
     device: str = "auto"
     progress: bool = True
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new one has finished)"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,7 +213,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
     setup_logging()
     set_seed(args.seed)
     device = pick_device(args.device)
-    run = RunDir(args.out)
+    run = RunDir.staged(args.out, overwrite=args.overwrite)
     corpus = load_corpus(args.data)
     base = LLM.load(args.base_model, device=str(device), merge_adapters=True)
     run.save_config(args)  # only once the inputs loaded: a bad corpus or base model leaves no run directory
@@ -272,6 +273,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
                                  args.max_test_decisions, args.seed, args.eval_batch_size)
     result.update(train_minutes=train_minutes, train_steps=len(train_ex))
     run.write_json("test_metrics.json", result)
+    run.commit()
     return 0
 
 

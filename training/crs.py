@@ -15,6 +15,7 @@ go to RUN/test_metrics.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -30,7 +31,7 @@ from crs.catalog import Catalog, initial_item_embeddings, popularity
 from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
 from crs.evaluate import headline, score_predictions, split_examples
-from crs.inference import CRS, save_item_texts
+from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -85,9 +86,27 @@ class CRSTrainArgs:
     behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
     item_init: str | None = field(default=None, metadata={"help": "svd | random"})
     index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    # every other field of the model (crs.config.CRSConfig), so each ablation runs from a config file or flags
+    attention_heads: int | None = field(default=None, metadata={"help": "override the preset's attention heads"})
+    ffn_dim: int | None = field(default=None, metadata={"help": "override the preset's feed-forward size"})
+    dropout: float | None = field(default=None, metadata={"help": "override the preset's dropout"})
+    max_position: int | None = field(default=None, metadata={"help": "override the preset's position embeddings"})
+    num_beams: int | None = field(default=None, metadata={"help": "beams at decoding (works only without the "
+                                                                   "copy head)"})
+    copy_mechanism: bool | None = field(default=None, metadata={"help": "the copy head (false: plain BART output)"})
+    max_behaviours: int | None = field(default=None, metadata={"help": "behaviours in the user representation"})
+    cooccurrence_weight: float | None = field(default=None, metadata={"help": "weight of user co-occurrence in the "
+                                                                              "SVD item start"})
+    behaviour_pointer: bool | None = field(default=None, metadata={"help": "bonus for items the user browsed"})
+    ivf_nlist: int | None = field(default=None, metadata={"help": "IVF cells (0: about 4*sqrt(N))"})
+    ivf_nprobe: int | None = field(default=None, metadata={"help": "IVF cells searched"})
+    hnsw_m: int | None = field(default=None, metadata={"help": "HNSW links per node"})
+    hnsw_ef_search: int | None = field(default=None, metadata={"help": "HNSW search breadth"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new "
+                                                             "one has finished)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap train samples per task (smoke runs)"})
     valid_samples: int = field(default=150, metadata={"help": "validation samples per generation task decoded "
                                                               "each epoch"})
@@ -96,14 +115,19 @@ class CRSTrainArgs:
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
                                                                             "split (smoke runs)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    allow_no_valid: bool = field(default=False, metadata={"help": "train without a validation split (the last epoch "
+                                                                  "becomes best/)"})
+    allow_no_item_kg: bool = field(default=False, metadata={"help": "train without item knowledge (empty "
+                                                                    "item_kg.txt)"})
+    max_utterance_chars: int = field(default=2000, metadata={"help": "longer utterances are cut at load time"})
 
 
 # ------------------------------------------------------------------------------------ helpers
 def model_config(args: CRSTrainArgs) -> CRSConfig:
-    return preset(args.preset, max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                  d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
-                  item_dim=args.item_dim, behaviour_encoder=args.behaviour_encoder, item_init=args.item_init,
-                  index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions))
+    """The preset, with every CRSConfig field the arguments set (None: the preset's value)."""
+    names = {f.name for f in dataclasses.fields(CRSConfig)} - {"use_llm"}
+    overrides = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    return preset(args.preset, **overrides, use_llm=bool(args.llm_predictions))
 
 
 def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
@@ -150,17 +174,23 @@ def count_batches(feats: list[Features], args: CRSTrainArgs, stage: int) -> int:
 class Trainer:
     def __init__(self, args: CRSTrainArgs):
         self.args = args
-        self.run = RunDir(args.out)
+        self.run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
         self.device = pick_device(args.device)
 
     # -------------------------------------------------------------------------------- setup
     def load_data(self):
-        from uneed.corpus import load_corpus
+        from uneed.corpus import ALLOW_NO_ITEM_KG, ALLOW_NO_VALID, load_corpus
 
         args = self.args
-        self.corpus = load_corpus(args.data)  # CorpusError (a PresalesError) names what is wrong
+        allow = [name for name, on in ((ALLOW_NO_VALID, args.allow_no_valid), (ALLOW_NO_ITEM_KG, args.allow_no_item_kg))
+                 if on]
+        self.corpus = load_corpus(args.data, allow=allow, max_utterance_chars=args.max_utterance_chars)
+        # CorpusError (a PresalesError) names what is wrong
         if not self.corpus.split("train"):
             raise PresalesError(f"{args.data}: the train split has no dialogues")
+        if not self.corpus.split("valid") and not args.allow_no_valid:  # e.g. every valid dialogue skipped
+            raise PresalesError(f"{args.data}: the valid split has no dialogues (pass --allow-no-valid to keep the "
+                                "last epoch instead of the best)")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
                                                                  max_per_task=args.max_train_samples)
@@ -209,6 +239,7 @@ class Trainer:
         tmp = staging_dir(final)
         self.model.save(tmp, self.tok, self.catalog)
         save_item_texts(tmp, self.corpus.items)
+        save_item_groups(tmp, self.corpus)
         replace_dir(tmp, final)
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -216,6 +247,7 @@ class Trainer:
         tmp = staging_dir(final)
         self.model.save(tmp / "model", self.tok, self.catalog)
         save_item_texts(tmp / "model", self.corpus.items)
+        save_item_groups(tmp / "model", self.corpus)
         torch.save({"epoch": epoch, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                     "best_score": self.best_score, "best_epoch": self.best_epoch,
                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
@@ -333,14 +365,7 @@ class Trainer:
         if args.resume:
             start = self.resume()
         else:
-            import shutil
-
-            for name in ("log.jsonl", "test_metrics.json"):
-                (self.run.path / name).unlink(missing_ok=True)
-            for stale in (self.run.best, self.run.checkpoint):  # a fresh run never keeps an older run's models
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-            self.build_model()
+            self.build_model()  # into a fresh staging directory: nothing of an older run is kept
         self.run.save_config(args)
         self.model.to(self.device)
         self.features()
@@ -363,8 +388,11 @@ class Trainer:
             row.update(self.validate(stage))
             row["seconds"] = round(time.time() - t0, 1)
             keep_best = stage == 2 or args.epochs == 0
-            if keep_best and row["valid_score"] > self.best_score:
-                self.best_score, self.best_epoch = row["valid_score"], epoch + 1
+            latest = not self.valid_examples  # --allow-no-valid: nothing to choose by, the latest epoch is kept
+            if latest:
+                row.pop("valid_score")
+            if keep_best and (latest or row["valid_score"] > self.best_score):
+                self.best_score, self.best_epoch = row.get("valid_score", 0.0), epoch + 1
                 self.save_model(self.run.best)
                 row["best"] = True
             self.run.log(**row)
@@ -412,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(args)
         trainer.fit()
         results = trainer.predict_and_score()
+        trainer.run.commit()
         log.info("test: %s", results.get("test_headline", {}))
         log.info("done in %.0fs; run directory %s", time.time() - t0, args.out)
     except PresalesError as exc:

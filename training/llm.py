@@ -104,6 +104,7 @@ class LLMTrainArgs:
     bf16: bool | None = None
     num_threads: int = 0
     resume: bool = False
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new one has finished)"})
     progress: bool = True
 
     def prompt_settings(self):
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_seed(args.seed)
     device = pick_device(args.device)
     use_bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
-    run = RunDir(args.out)
+    run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
     t_start = time.time()
 
     base_dir = resolve_base_dir(args.base_model)
@@ -364,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("test: %s", summary["test"])
     log.info("done in %.1f min (training %.1f, evaluation %.1f)", summary["total_minutes"], train_minutes,
              summary["eval_minutes"])
+    run.commit()
     return 0
 
 

@@ -21,6 +21,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -45,6 +46,13 @@ class LLMBaseArgs:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from --base-model (ChatGLM)"})
     size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium"})
     arch: str = field(default="qwen2", metadata={"help": "embedded architecture: qwen2 or llama"})
+    # the size preset's fields, each settable on its own (None: the preset's value)
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    max_position_embeddings: int | None = None
     tokenizer_level2: bool = field(default=False, metadata={"help": "add GB2312 level-2 hanzi to the vocabulary"})
     block_size: int = field(default=256, metadata={"help": "tokens per training block"})
     batch_size: int = 16
@@ -67,6 +75,7 @@ class LLMBaseArgs:
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: on with a CUDA GPU)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new one has finished)"})
     progress: bool = True
 
 
@@ -123,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
     device = pick_device(args.device)
-    run = RunDir(args.out)
+    run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
     corpus = load_corpus(args.data, skip_invalid=args.skip_invalid)
     train_texts = corpus_texts(corpus, ("train",), items=True)
     valid_texts = corpus_texts(corpus, ("valid",), items=False)
@@ -137,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, tokenizer = load_base(resolve_base_dir(args.base_model), trust_remote_code=args.trust_remote_code)
     else:
         tokenizer = build_tokenizer(train_texts + extra_tokenizer_texts(), level2=args.tokenizer_level2)
-        model = build_embedded_model(tokenizer, args.size, args.arch)
+        model = build_embedded_model(tokenizer, args.size, args.arch, **{
+            name: getattr(args, name) for name in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                   "num_attention_heads", "num_key_value_heads",
+                                                   "max_position_embeddings")})
     run.save_config(args)
     model.to(device)
     model.train()
@@ -205,9 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.plot_curves(["train_loss", "valid_loss"])
     rows = [r for r in run.read_log() if "epoch" in r]
     summary = {"first_step_loss": loop.first_loss, "epochs": rows, "stopped_early": loop.stopped,
-               "minutes": loop.elapsed() / 60, "model_dir": str(final.resolve())}
+               "minutes": loop.elapsed() / 60, "model_dir": str((Path(args.out) / "model").resolve())}
     run.write_json("summary.json", summary)
-    log.info("saved the base model to %s (%.1f min)", final, summary["minutes"])
+    run.commit()
+    log.info("saved the base model to %s (%.1f min)", summary["model_dir"], summary["minutes"])
     return 0
 
 

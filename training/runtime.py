@@ -7,9 +7,15 @@ A run directory:
     RUN/checkpoint/        the latest state, for --resume
     RUN/best/              the best model by the validation metric
     RUN/curves.png         loss and validation curves
+
+A training writes into a staging directory beside RUN (`.RUN.staging`) and swaps it in only when it
+has finished (`RunDir.staged` ... `run.commit()`): a failure, Ctrl-C or kill at any point leaves the
+previous run intact and loadable, and `--resume` continues the interrupted staging directory. A
+finished run is replaced only with `--overwrite`; two trainings into one RUN are refused (a lock).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -48,8 +54,61 @@ def pick_device(requested: str = "auto") -> torch.device:
 class RunDir:
     """A run's directory. It is made by the first write, so a run that fails on its inputs leaves nothing."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, final: str | os.PathLike | None = None, lock: Any = None):
         self.path = Path(path)
+        self.final = Path(final) if final is not None else self.path  # where commit() puts a staged run
+        self._lock = lock
+
+    @classmethod
+    def staged(cls, out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> "RunDir":
+        """A run that writes into `.OUT.staging` and becomes OUT at `commit()`.
+
+        Refused (PresalesError) when OUT already holds a run and neither `overwrite` nor `resume` is
+        given, or when another training holds OUT. `resume` continues an interrupted staging
+        directory, else a copy of the finished run at OUT."""
+        from uneed.errors import PresalesError
+
+        final = Path(out)
+        if final.exists() and not final.is_dir():
+            raise PresalesError(f"--out {final} is a file, not a run directory")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = (final.parent / f".{final.name}.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise PresalesError(f"another training is writing {final} right now; wait for it or pick another --out")
+        recover_swap(final)
+        staging = final.with_name(f".{final.name}.staging")
+        holds_run = final.is_dir() and any(final.iterdir())
+        if holds_run and not (overwrite or resume):
+            lock.close()
+            raise PresalesError(f"{final} already holds a run; pass --overwrite to replace it (it is kept until "
+                                "the new one has finished) or --resume to continue it")
+        if resume:
+            if not (staging / "checkpoint").is_dir():  # nothing interrupted: continue a copy of the finished run
+                shutil.rmtree(staging, ignore_errors=True)
+                if holds_run:
+                    shutil.copytree(final, staging)
+            else:
+                log.info("resuming the interrupted run in %s", staging)
+        elif staging.exists():
+            shutil.rmtree(staging)  # an interrupted run nobody resumed
+        return cls(staging, final, lock)
+
+    def commit(self) -> Path:
+        """Swap the finished staging directory in as the run (the old run goes only once the new one is there)."""
+        if self.path != self.final and self.path.is_dir():  # a run that wrote nothing replaces nothing
+            replace_dir(self.path, self.final)
+            self.path = self.final
+        self.release()
+        return self.final
+
+    def release(self) -> None:
+        """Let another training write this run (the lock also goes when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _made(self) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -108,9 +167,18 @@ class RunDir:
         return path
 
 
+def recover_swap(final: Path) -> None:
+    """A kill between the two renames of `replace_dir` leaves only `.NAME.old`: put it back."""
+    old = final.with_name(f".{final.name}.old")
+    if old.is_dir() and not final.exists():
+        old.rename(final)
+        log.warning("restored %s from an interrupted swap", final)
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Swap a fully written directory into place, so a crash never leaves a half-written checkpoint."""
     old = final.with_name(f".{final.name}.old")
+    recover_swap(final)
     if old.exists():
         shutil.rmtree(old)
     if final.exists():

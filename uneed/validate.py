@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Iterable
 
 from pydantic import ValidationError
@@ -15,6 +16,22 @@ from .schema import Dialogue
 
 ERROR = "error"
 WARNING = "warning"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the release's times: 2022-09-18 14:03:28
+TIME_FORMAT_NAME = "YYYY-MM-DD HH:MM:SS"
+
+
+def canonical_time(text: str) -> str | None:
+    """The time in the release's format (so that times compare as strings), or None when `text` is not a
+    local date-time (ISO forms such as 2022-09-18T14:03:28 or a date alone are read too)."""
+    try:
+        value = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        return None
+    return None if value.tzinfo is not None else value.strftime(TIME_FORMAT)
+
+
+def bad_time_message(text: str) -> str:
+    return f"time {text!r} is not a date-time in the format {TIME_FORMAT_NAME}"
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,8 @@ def check_dialogue(d: Dialogue, file: str, known_items: set[str] | None) -> list
             issues.append(Issue(file, f"seq_no {turn.seq_no} does not increase (previous {previous})",
                                 field=f"dialogue[{t_index}].seq_no", **where))
         previous = turn.seq_no
+        if canonical_time(turn.time) is None:
+            issues.append(Issue(file, bad_time_message(turn.time), field=f"dialogue[{t_index}].time", **where))
         text = turn.send_content
         for a_index, attr in enumerate(turn.attributes):
             fname = f"dialogue[{t_index}].attributes[{a_index}]"

@@ -44,7 +44,7 @@ def read_predictions(path: str | os.PathLike) -> dict[str, object]:
     if not path.is_file():
         raise PredictionFileError(f"{path}: no such prediction file")
     out: dict[str, object] = {}
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -52,6 +52,10 @@ def read_predictions(path: str | os.PathLike) -> dict[str, object]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise PredictionFileError(f"{path}: line {line_no}: not JSON ({exc.msg})") from None
+            except RecursionError:
+                raise PredictionFileError(f"{path}: line {line_no}: JSON nested too deeply") from None
+            except UnicodeDecodeError as exc:
+                raise PredictionFileError(f"{path}: line {line_no}: not UTF-8 ({exc.reason})") from None
             if not isinstance(row, dict) or "key" not in row or "prediction" not in row:
                 raise PredictionFileError(f"{path}: line {line_no}: needs fields 'key' and 'prediction'")
             out[str(row["key"])] = row["prediction"]
