@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from agent.controller import ControllerTrainArgs
+from training.controller import ControllerTrainArgs
 from crs.config import CRSConfig
 from llm.model import EmbeddedSize
 from training.crs import CRSTrainArgs, model_config
