@@ -191,8 +191,11 @@ def build_dialogue(lex: Lexicon, seller: Seller, target: SynthItem, user_id: str
                     t.add(STAFF, STAFF_ASK, text, attrs)
                     t.add(USER, USER_ANSWER, *shopper.answer(attrs_to_ask, offered))
         elif feedback:  # a last question about the target, answered by the staff
-            t.add(USER, USER_FEEDBACK, *shopper.about_item())
-            t.add(STAFF, STAFF_EXPLAIN, *staff.explain(profile_as_kg(spec, target), spec.leaf_names[target.leaf]))
+            text, attrs = shopper.about_item()
+            t.add(USER, USER_FEEDBACK, text, attrs)
+            asked_value = next((text[a["start"]:a["exclusive_end"]] for a in attrs if a["value"]), "")
+            t.add(STAFF, STAFF_EXPLAIN, *staff.explain(profile_as_kg(spec, target), spec.leaf_names[target.leaf],
+                                                       answer=asked_value))
 
     if len(t) > MAX_TURNS:
         raise AssertionError(f"dialogue {sid} has {len(t)} turns, more than {MAX_TURNS}")

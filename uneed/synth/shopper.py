@@ -60,7 +60,7 @@ _ANSWERS = {
     "issue": ("{}", "有点{}", "经常{}", "鼻子{}", "好像晒太阳后会{}", "换季的时候会{}", "熬夜之后就{}",
               "最近{}比较严重", "额头和下巴容易{}", "一直有{}的问题", "{}挺困扰的", "两颊{}", "脸上偶尔{}"),
     "age": ("{}", "今年{}", "{}了", "刚{}", "我{}", "{}吧"),
-    "people": ("{}", "{}的", "给{}{v}的", "{}{v}", "是{}{v}的", "帮{}买", "我{}{v}", "{}要{v}"),
+    "people": ("{}", "{}的", "给{}{v}的", "{}{v}", "是{}{v}的", "帮{}买", "{}要{v}"),
     "size": ("{}", "穿{}", "平时穿{}的", "{}的", "一般穿{}", "{}吧", "{}的吧，脚背有点高", "{}的就行"),
     "price": ("{}", "预算{}", "{}吧", "{}的", "{}就行", "预算在{}", "最好{}", "{}的话有吗", "控制在{}吧"),
     "brand": ("{}", "{}的", "{}吧", "喜欢{}", "{}的就行", "之前用的{}", "{}家的", "比较信{}"),
@@ -72,9 +72,18 @@ _ANSWERS = {
 }
 _GENDER = ("{}款的", "{}士的", "{}生{v}的", "要{}款", "{}的", "给{}生买的", "{}生的")
 _HEDGE = ("", "", "", "", "嗯，", "嗯嗯，", "就是", "应该是", "感觉", "哦，", "是的，", "对，", "额，", "那个，")
+# What users add after an answer or a request: context that names no attribute value.
+_TAILS = ("，之前买过一次觉得还行", "，主要是家里要用", "，别的没什么要求", "，其他的你看着推荐", "，麻烦帮我看看",
+          "，有合适的发我看看", "，这个比较重要", "，之前那个用坏了", "，别太复杂就行", "，你们家有吗", "，谢谢",
+          "，能推荐下吗", "，看着给推荐吧", "，最好有活动的", "，这个我比较在意", "，其他都好说", "，之前用的就是这种",
+          "，朋友推荐的", "，怕买错了", "，不太懂这些", "，第一次买", "，急用", "，想这周就能到", "，帮我挑一下",
+          "，上次买的不太满意", "，对比了好几家了", "，看了好久了", "，你们这边有推荐的吗", "，最好是新款",
+          "，送人也行", "，想买个靠谱点的", "，别踩雷就行", "，之前在你们家买过", "，不想退换货",
+          "，要正品哈", "，快递能快点吗", "，主要是自己平时用", "，不着急，慢慢挑",
+          "，有什么区别吗", "，你推荐哪个", "，怎么选比较好", "，麻烦了", "，辛苦")
 _INDIFFERENT = ("都可以", "没什么要求", "这个无所谓", "都行", "随便吧", "没要求哈", "这个没想好", "你们推荐就行",
-                "不太懂，你看着推荐吧", "都可以的，主要看性价比", "这个倒没什么讲究", "没特别要求")
-_OPEN_LEAD = ("", "", "", "", "你好，", "在吗，", "亲，", "您好，", "老板，", "想问下，", "请问", "麻烦推荐下，",
+                "不太懂，你看着推荐吧", "都可以的，主要看口碑", "这个倒没什么讲究", "没特别要求")
+_OPEN_LEAD = ("", "", "", "", "你好，", "在吗，", "亲，", "您好，", "老板，", "想问下，", "麻烦推荐下，",
               "帮忙看看，", "你好 ")
 _OPEN_CATEGORY = ("{}有推荐的吗", "想买个{}", "我想看看{}", "帮我推荐一款{}", "有没有好用的{}推荐一下", "{}哪款好",
                   "推荐一下{}", "想买{}", "{}有什么推荐", "想入一个{}", "看下{}", "{}买哪款好呢", "想给家里换个{}",
@@ -91,13 +100,24 @@ _REACTION = {
     "尺码": ("这款没有我的码", "码数不太对"),
 }
 _REACTION_DEFAULT = ("这个不太合适", "感觉不太适合我", "这款一般", "不太喜欢这款", "这个不行", "这个看过了",
-                     "这款感觉差点意思", "这个不太想要", "嗯，这款看了", "这个我看看", "这款还行", "有点犹豫")
+                     "这款感觉差点意思", "这个不太想要", "嗯，这款看了", "这个我看看", "这款还行", "有点犹豫",
+                     "这个之前看过", "这款评价好像一般", "这个感觉一般般", "这款我朋友买过", "看了下详情页",
+                     "这个样子不太喜欢", "这款有点普通", "这款和我想的不太一样", "这个我再想想", "嗯嗯收到",
+                     "这个好像不太行", "这款销量怎么这么少", "这个看着还可以", "这款我收藏了", "刚看了下",
+                     "这个差不多", "这款有点犹豫", "这两款我都看了")
 _REQUEST = ("有没有{}的", "想要{}的", "要{}的哦", "{}的有吗", "我想要{}的", "还有{}的吗", "有{}的推荐吗",
-            "能不能找个{}的", "最好是{}的", "换个{}的看看", "我还是想要{}的", "{}的有没有")
-_JOIN = ("，", "，", " ", "。", "，不过", "，另外")
+            "能不能找个{}的", "最好是{}的", "换个{}的看看", "我还是想要{}的", "{}的有没有", "再看看{}的",
+            "有没有那种{}的", "能推荐个{}的吗", "想看看{}的", "{}的有合适的吗", "麻烦找个{}的", "我需要{}的",
+            "其实我想要{}的", "主要还是想要{}的")
+_JOIN = ("，", "，", " ", "。", "，另外", "，就是")
 _ITEM_QUESTION = ("这款有{}的吗", "这个有{}的吗", "有{}的吗", "这款{}的有货吗", "{}的还有吗", "这个有没有{}的")
 _ITEM_ASKS = ("这款怎么样", "这个效果怎么样", "这两款有什么区别", "哪款更好一点", "这个质量怎么样",
-              "这款适合我吗", "这个和刚才那个比呢", "这款卖得好吗", "这个用着怎么样", "这款有什么特点")
+              "这款适合我吗", "这个和刚才那个比呢", "这款卖得好吗", "这个用着怎么样", "这款有什么特点",
+              "这款主要优点是什么", "这个和别家比怎么样", "这款好用吗", "这个值得买吗", "这款有什么不足吗",
+              "这个买的人多吗", "这款评价怎么样", "这个耐用吗", "这款和那款差在哪", "这个是新款吗",
+              "这款具体介绍一下", "这个适合我用吗", "这款靠谱吗", "这个怎么样，说说")
+_ITEM_LEAD = ("", "", "", "好的，", "嗯嗯，", "那", "哦哦，", "看了下，", "刚看了，", "这个不错，", "行，",
+              "收到，", "嗯，")
 _ITEM_ASK_END = ("", "", "？", "?", "呀", "啊")
 _MORE = ("还有其他款吗", "有没有别的推荐", "还有别的吗", "再推荐一款看看", "还有别的款式吗", "再看看别的")
 
@@ -209,7 +229,7 @@ class Shopper:
     def _verb(self) -> str:
         return "穿" if self.domain in ("服装行业", "鞋类行业") else "用"
 
-    def _clause(self, u: Utterance, need: Need, templates=None, offered=None) -> None:
+    def _clause(self, u: Utterance, need: Need, templates=None, offered=None, hedge: str = "") -> None:
         if templates is None:
             templates = _NEGATED if need.negated else _CLAUSES[_KIND.get(need.attr, "generic")]
         surface = self.surface(need, offered)
@@ -222,6 +242,9 @@ class Shopper:
         before = template.split("{}", 1)[0][-1:]
         if before and surface.startswith(before):  # no "穿穿41"
             template = template.replace(before + "{}", "{}", 1)
+        # a hedge before a bare value ("应该是偏干吧"); before other words only an interjection ("嗯，")
+        if hedge and (template.startswith("{}") or hedge.endswith("，")) and hedge[0] != template[:1]:
+            u.say(hedge)
         u.fill(template, [self._slot(need.attr, surface)])
         self.stated.append(need)
 
@@ -278,12 +301,14 @@ class Shopper:
             self.stated.append(cat)
             rest = chosen
         for n in rest:
-            u.say(rng.choice(("，", "，", " ", "，最好", "，要")) if not n.negated else "，")
-            self._clause(u, n)
+            loose = not n.negated and _KIND.get(n.attr, "generic") in ("generic", "function", "color")
+            u.say(rng.choice(("，", "，", " ", "，最好", "，要")) if loose else "，")
+            self._clause(u, n, _CLAUSES["generic"] if loose else None)
         u.say(rng.choice(_OPEN_TAIL) if not u.text.endswith(("吗", "呢", "好")) else "")
         return u.result()
 
-    def answer_parts(self, asked_keys: list[str], offered: dict[str, list[str]] | None = None) -> list[Reply]:
+    def answer_parts(self, asked_keys: list[str], offered: dict[str, list[str]] | None = None,
+                     tails: bool = True) -> list[Reply]:
         """One reply per asked attribute (a staff question may be answered over several turns)."""
         rng = self.rng
         out = []
@@ -293,16 +318,22 @@ class Shopper:
             if need is None:
                 u.say(rng.choice(_INDIFFERENT))
             else:
-                u.say(rng.choice(_HEDGE))
                 templates = _NEGATED if need.negated else _ANSWERS[_KIND.get(key, "generic")]
-                self._clause(u, need, templates, (offered or {}).get(key))
+                hedge = rng.choice(_HEDGE)
+                self._clause(u, need, templates, (offered or {}).get(key), hedge)
+            if tails and rng.random() < 0.55:
+                self._tail(u)
             out.append(u.result())
         return out
+
+    def _tail(self, u: Utterance) -> None:
+        tail = self.rng.choice(_TAILS)
+        u.say(tail[1:] if u.text.endswith(("?", "？", "。", "，", " ")) else tail)
 
     def answer(self, asked_keys: list[str], offered: dict[str, list[str]] | None = None) -> Reply:
         """Answer a staff question about `asked_keys` in one utterance (用户回答)."""
         u = Utterance()
-        parts = self.answer_parts(asked_keys, offered)
+        parts = self.answer_parts(asked_keys, offered, tails=False)
         informative = [p for p in parts if p[1]] or parts[:1]
         for i, (text, attrs) in enumerate(informative):
             if i:
@@ -310,6 +341,8 @@ class Shopper:
             part = Utterance()
             part.parts, part.n, part.attrs = [text], len(text), attrs
             u.extend(part)
+        if self.rng.random() < 0.55:
+            self._tail(u)
         return u.result()
 
     def _need_for(self, key: str, offered: list[str] | None = None) -> Need | None:
@@ -378,9 +411,13 @@ class Shopper:
             u.say(rng.choice(_REACTION_DEFAULT + ("嗯嗯", "好的", "这款还可以", "这个看着不错")))
             need = pending[0]
         else:
-            return self.about_item() if rng.random() < 0.7 else (rng.choice(_MORE), [])
+            if rng.random() < 0.7:
+                return self.about_item()
+            return rng.choice(_ITEM_LEAD) + rng.choice(_MORE) + (rng.choice(_TAILS) if rng.random() < 0.5 else ""), []
         u.say(rng.choice(_JOIN))
         self._clause(u, need, _REQUEST if not need.negated else _NEGATED)
+        if rng.random() < 0.5:
+            self._tail(u)
         return u.result()
 
     def about_item(self) -> Reply:
@@ -392,11 +429,16 @@ class Shopper:
             a = rng.choice(askable)
             need = Need(a, rng.choice(self.truth[a]))
             template = rng.choice(_ITEM_QUESTION)
+            u.say(rng.choice(_ITEM_LEAD))
             u.fill(template, [self._slot(a, self.surface(need))])
             self.stated.append(need)
             u.say(rng.choice(_ITEM_ASK_END))
+            if rng.random() < 0.4:
+                self._tail(u)
             return u.result()
-        u.say(rng.choice(_ITEM_ASKS) + rng.choice(_ITEM_ASK_END))
+        u.say(rng.choice(_ITEM_LEAD) + rng.choice(_ITEM_ASKS) + rng.choice(_ITEM_ASK_END))
+        if rng.random() < 0.5:
+            self._tail(u)
         return u.result()
 
     def positive(self) -> Reply:
