@@ -69,10 +69,11 @@ def _others(shopper: Shopper, spec: DomainSpec, seller: Seller, target: SynthIte
             n: int) -> list[SynthItem]:
     """Up to n other items of the seller to show before the target: same leaf first, near misses first."""
     same_leaf = [i for i in seller.items if i.leaf == target.leaf and i.item_id != target.item_id]
-    rng.shuffle(same_leaf)
-    misses = [i for i in same_leaf[:40] if not shopper.satisfied_by(i.kg, profile_as_kg(spec, i))]
-    rest = [i for i in same_leaf[:40] if i not in misses]
-    out = (misses + rest)[:n]
+    # staff show popular items: drawn by popularity, as the targets are
+    drawn = rng.choices(same_leaf, weights=[i.weight for i in same_leaf], k=max(12, 3 * n)) if same_leaf else []
+    looked = list({i.item_id: i for i in drawn}.values())
+    fits = [shopper.satisfied_by(i.kg, profile_as_kg(spec, i)) for i in looked]
+    out = ([i for i, ok in zip(looked, fits) if not ok] + [i for i, ok in zip(looked, fits) if ok])[:n]
     if len(out) < n:
         other_leaf = [i for i in seller.items if i.leaf != target.leaf]
         out += rng.sample(other_leaf, min(len(other_leaf), n - len(out)))

@@ -184,8 +184,9 @@ class Shopper:
                 agenda.append(Need(a, rng.choice(self.facts[a])))
         extra = [a for a in self.unrecorded if a != CATEGORY]
         rng.shuffle(extra)
+        recorded_few = len(self.facts) <= 3  # an item recorded with little more than its price band
         for a in extra:
-            if rng.random() < 0.25:
+            if rng.random() < (0.5 if recorded_few else 0.25):
                 agenda.append(Need(a, rng.choice(self.unrecorded[a])))
         negatable = [(a, c) for a in spec.attributes if self._applicable(a)
                      for c in self.lex.negatable(self.domain, a) if c not in self.truth.get(a, ())]
