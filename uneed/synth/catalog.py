@@ -120,6 +120,8 @@ def _item_profile(spec: DomainSpec, leaf: str, brand: str, rng: random.Random) -
             continue
         if name in ("人群", "年龄") and rng.random() < 0.5:
             continue  # many items are for anyone
+        if name == "人群" and profile.get("性别") == ["男"]:
+            values = [v for v in values if v != "孕妇"]
         k = 1
         while k < min(attr.multi, len(values)) and rng.random() < 0.45:
             k += 1

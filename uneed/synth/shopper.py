@@ -37,7 +37,7 @@ _KIND = {CATEGORY: "category", "肤质": "skin", "肌肤问题": "issue", "年�
 _CLAUSES = {
     "generic": ("要{}的", "{}的", "想要{}的", "最好是{}的", "{}的那种", "喜欢{}的", "要那种{}的", "{}的会好点",
                 "想找{}的", "{}的比较好"),
-    "skin": ("我是{}", "本人{}", "皮肤{}", "我{}", "皮肤是{}", "我属于{}", "{}皮肤的话", "自己是{}"),
+    "skin": ("我是{}", "本人{}", "我{}", "皮肤是{}", "我属于{}", "自己是{}"),
     "issue": ("脸上{}", "最近有点{}", "经常{}", "{}比较严重", "鼻子{}", "换季的时候{}", "额头{}", "两颊有点{}",
               "熬夜就{}", "一直{}", "{}挺困扰的", "脸颊{}"),
     "age": ("今年{}", "我{}", "{}了", "本人{}", "年龄{}"),
@@ -49,9 +49,10 @@ _CLAUSES = {
     "scene": ("平时{}{v}", "主要{}", "{}{v}的", "主要是{}", "一般就{}", "拿来{}"),
     "function": ("要{}的", "{}的", "最好{}", "主要想要{}", "看重{}", "{}这块比较看重", "希望{}", "{}很重要"),
     "season": ("{}{v}", "{}{v}的", "打算{}{v}", "{}的"),
+    "place": ("主要是{}", "是{}", "主要{}", "{}的话"),
     "category": ("{}",),
 }
-_NEGATED = ("{}的", "最好{}", "{}", "但是{}", "{}哈", "{}的啊")
+_NEGATED = ("{}的", "最好{}", "{}", "{}哈", "{}的啊")
 # Answers to a question: shorter than free-standing clauses, often hedged.
 _ANSWERS = {
     "generic": ("{}", "{}的", "{}吧", "要{}的", "{}的就行", "{}的那种", "就是{}的那种", "{}的比较好", "选{}的吧",
@@ -68,9 +69,21 @@ _ANSWERS = {
     "scene": ("{}", "主要{}", "{}{v}", "平时{}{v}", "主要是{}", "一般{}", "就{}{v}"),
     "function": ("{}", "{}的", "要{}的", "{}吧", "主要{}", "最好{}", "{}很重要", "比较看重{}", "{}就行"),
     "season": ("{}", "{}{v}", "{}{v}的", "{}的吧", "主要{}{v}"),
+    "place": ("{}", "主要是{}", "是{}", "{}吧", "主要{}"),
     "category": ("{}", "{}吧", "看看{}", "想看{}", "{}的"),
 }
+# Requests in feedback for needs about the person rather than the item.
+_REQUEST_KIND = {
+    "age": ("我{}，有适合的吗", "适合{}的有没有", "{}用的有吗", "我今年{}，这个合适吗"),
+    "skin": ("我是{}，有适合的吗", "适合{}的有吗", "{}能用的有没有"),
+    "issue": ("我{}，有针对的吗", "有没有改善{}的", "{}的话用哪款好"),
+    "people": ("给{}{v}的有吗", "适合{}的有没有", "有没有{}能{v}的"),
+    "size": ("有{}的吗", "这款有没有{}的", "{}的还有吗"),
+}
+_GENDER_REQUEST = ("有{}款的吗", "{}士用的有吗", "有没有{}生{v}的", "要{}款的", "{}生{v}的有吗")
 _GENDER = ("{}款的", "{}士的", "{}生{v}的", "要{}款", "{}的", "给{}生买的", "{}生的")
+# Questions about the person, answered with a value even when the item does not record one.
+_PERSONAL = ("年龄", "肤质", "鞋码", "尺码", "性别")
 _HEDGE = ("", "", "", "", "嗯，", "嗯嗯，", "就是", "应该是", "感觉", "哦，", "是的，", "对，", "额，", "那个，")
 # What users add after an answer or a request: context that names no attribute value.
 _TAILS = ("，之前买过一次觉得还行", "，主要是家里要用", "，别的没什么要求", "，其他的你看着推荐", "，麻烦帮我看看",
@@ -189,7 +202,8 @@ class Shopper:
             if rng.random() < (0.5 if recorded_few else 0.25):
                 agenda.append(Need(a, rng.choice(self.unrecorded[a])))
         negatable = [(a, c) for a in spec.attributes if self._applicable(a)
-                     for c in self.lex.negatable(self.domain, a) if c not in self.truth.get(a, ())]
+                     for c in self.lex.negatable(self.domain, a) if c not in self.truth.get(a, ())
+                     and (self.leaf is None or c in spec.attributes[a].values_for(self.leaf))]
         if negatable and rng.random() < 0.3:
             a, c = rng.choice(negatable)
             agenda.insert(min(len(agenda), 1 + rng.randrange(3)), Need(a, c, True))
@@ -226,16 +240,22 @@ class Shopper:
         """A fill() slot that annotates the core of the surface, as the real annotators do."""
         return attr, surface, self.lex.core(self.domain, attr, surface, self.allow_held_out)
 
+    def _kind(self, attr: str) -> str:
+        kind = _KIND.get(attr, "generic")
+        return "place" if kind == "scene" and self.domain == "大家电行业" else kind
+
     @property
     def _verb(self) -> str:
         return "穿" if self.domain in ("服装行业", "鞋类行业") else "用"
 
     def _clause(self, u: Utterance, need: Need, templates=None, offered=None, hedge: str = "") -> None:
         if templates is None:
-            templates = _NEGATED if need.negated else _CLAUSES[_KIND.get(need.attr, "generic")]
+            templates = _NEGATED if need.negated else _CLAUSES[self._kind(need.attr)]
         surface = self.surface(need, offered)
-        if len(surface) == 1 and _KIND.get(need.attr) == "people" and templates is not _NEGATED:
-            templates = _GENDER  # a bare 男 / 女 is said as 男款的, 女生穿的, 男士的
+        if need.value in ("男", "女") and _KIND.get(need.attr) == "people" and templates is not _NEGATED:
+            # a gender is said as 男款的, 女生穿的, 男士的: the annotators mark the 男 / 女 in it
+            surface = need.value
+            templates = _GENDER_REQUEST if templates is _REQUEST_KIND["people"] else _GENDER
         template = self.rng.choice(templates).replace("{v}", self._verb)
         after = template.split("{}", 1)[1][:1]
         if after and surface.endswith(after):  # no "学习用用" / "棉的的"
@@ -302,9 +322,8 @@ class Shopper:
             self.stated.append(cat)
             rest = chosen
         for n in rest:
-            loose = not n.negated and _KIND.get(n.attr, "generic") in ("generic", "function", "color")
-            u.say(rng.choice(("，", "，", " ", "，最好", "，要")) if loose else "，")
-            self._clause(u, n, _CLAUSES["generic"] if loose else None)
+            u.say(rng.choice(("，", "，", " ")) if not n.negated else "，")
+            self._clause(u, n)
         u.say(rng.choice(_OPEN_TAIL) if not u.text.endswith(("吗", "呢", "好")) else "")
         return u.result()
 
@@ -316,10 +335,15 @@ class Shopper:
         for key in asked_keys:
             u = Utterance()
             need = self._need_for(key, (offered or {}).get(key))
-            if need is None:
+            if need is None and key in _PERSONAL and self._applicable(key):
+                spec = self.lex.spec(self.domain).attributes[key]
+                need = Need(key, rng.choice(spec.values_for(self.leaf) if self.leaf else list(spec.values)))
+            if need is None and key == "人群":
+                u.say(rng.choice(("就我自己用", "自己用的", "我自己", "给自己买的", "自用")).replace("用", self._verb))
+            elif need is None:
                 u.say(rng.choice(_INDIFFERENT))
             else:
-                templates = _NEGATED if need.negated else _ANSWERS[_KIND.get(key, "generic")]
+                templates = _NEGATED if need.negated else _ANSWERS[self._kind(key)]
                 hedge = rng.choice(_HEDGE)
                 self._clause(u, need, templates, (offered or {}).get(key), hedge)
             if tails and rng.random() < 0.55:
@@ -416,7 +440,7 @@ class Shopper:
                 return self.about_item()
             return rng.choice(_ITEM_LEAD) + rng.choice(_MORE) + (rng.choice(_TAILS) if rng.random() < 0.5 else ""), []
         u.say(rng.choice(_JOIN))
-        self._clause(u, need, _REQUEST if not need.negated else _NEGATED)
+        self._clause(u, need, _NEGATED if need.negated else _REQUEST_KIND.get(self._kind(need.attr), _REQUEST))
         if rng.random() < 0.5:
             self._tail(u)
         return u.result()
@@ -433,11 +457,12 @@ class Shopper:
             u.say(rng.choice(_ITEM_LEAD))
             u.fill(template, [self._slot(a, self.surface(need))])
             self.stated.append(need)
-            u.say(rng.choice(_ITEM_ASK_END))
+            u.say(rng.choice(_ITEM_ASK_END[:4]) if u.text.endswith(("吗", "么")) else rng.choice(_ITEM_ASK_END))
             if rng.random() < 0.4:
                 self._tail(u)
             return u.result()
-        u.say(rng.choice(_ITEM_LEAD) + rng.choice(_ITEM_ASKS) + rng.choice(_ITEM_ASK_END))
+        question = rng.choice(_ITEM_ASKS)
+        u.say(rng.choice(_ITEM_LEAD) + question + rng.choice(_ITEM_ASK_END[:4] if question.endswith("吗") else _ITEM_ASK_END))
         if rng.random() < 0.5:
             self._tail(u)
         return u.result()

@@ -93,7 +93,7 @@ _ASK_REASON = ("，这边帮您推荐合适的", "，方便给您推荐", "，�
 # Selling points per attribute; {v} = the value, {n}/{m}/{k} = figures drawn from _FIGURES.
 _POINTS = {
     "品牌": ("{v}官方正品", "{v}大品牌，品质有保障", "{v}家的明星款", "{v}出品，售后有保障"),
-    "功效": ("主打{v}", "{v}效果明显，坚持用{n}周就能看到变化", "{v}一步到位", "专注{v}"),
+    "功效": ("主打{v}", "{v}效果明显，坚持用{wk}周就能看到变化", "{v}一步到位", "专注{v}"),
     "肌肤问题": ("针对{v}问题温和改善", "有效缓解{v}", "改善{v}，用后肌肤更稳定", "对{v}有明显改善"),
     "肤质": ("适合{v}肌肤使用", "{v}肌肤也能放心用", "尤其适合{v}肌肤", "适合肌肤：{v}肌肤"),
     "人群": ("{v}也可以放心使用", "很适合{v}"),
@@ -124,7 +124,7 @@ _POINTS = {
 # Points that read differently in one domain (款式 of an air conditioner is not a cut).
 _DOMAIN_POINTS = {
     ("大家电行业", "款式"): ("{v}外观，放家里很搭", "{v}设计，安装方便", "机身{v}，不占地方"),
-    ("大家电行业", "使用场景"): ("{v}使用很合适", "放{v}正合适", "很适合{v}"),
+    ("大家电行业", "使用场景"): ("{v}也很合适", "很适合{v}"),
     ("手机行业", "使用场景"): ("{v}都很流畅", "平时{v}完全够用", "很适合{v}"),
     ("美妆行业", "使用场景"): ("{v}使用都合适",),
     ("鞋类行业", "材质"): ("采用{v}鞋面", "{v}鞋面，做工细致", "鞋面是{v}的，好打理"),
@@ -141,10 +141,10 @@ _VALUE_POINTS = {
     ("功能需求", "大屏"): ("大屏设计，看视频更过瘾",),
     ("功能需求", "流畅"): ("{hz}Hz高刷屏，滑动丝滑不卡顿",),
     ("功能需求", "大字体"): ("大字体大音量，老人用着方便", "一键拨号，大按键操作简单"),
-    ("功能需求", "烘干"): ("洗烘一体，阴雨天也不怕衣服不干", "热泵烘干，低温护衣不伤面料"),
-    ("功能需求", "除菌"): ("{t}度高温煮洗，99.9%除菌", "高温除菌除螨，贴身衣物也能放心洗"),
-    ("功能需求", "变频"): ("BLDC变频电机，脱水更快更彻底，洁净少残留", "变频电机运行稳定，更省电"),
-    ("功能需求", "静音"): ("运行噪音低至{db}分贝，晚上洗衣也不吵", "静音设计，放卧室也不吵"),
+    ("功能需求", "烘干"): ("带烘干功能，用完干爽不潮湿", "热风烘干，省去晾晒的麻烦"),
+    ("功能需求", "除菌"): ("除菌抑菌，用着更卫生", "高温抑菌，家里有小孩也放心"),
+    ("功能需求", "变频"): ("变频运行，更省电也更安静", "变频电机运行稳定，更省电"),
+    ("功能需求", "静音"): ("运行噪音低至{db}分贝，晚上也不吵", "静音设计，放卧室也不吵"),
     ("功能需求", "智能"): ("wifi手机远程控制，随时随地操控", "支持APP智能控制，回家前就能提前开启"),
     ("功能需求", "省电"): ("节能省电，一年电费省不少", "一级能效更省电"),
     ("功能需求", "皮实耐用"): ("用料扎实，皮实耐用", "电机质保{y}年，皮实耐用"),
@@ -180,11 +180,21 @@ _VALUE_POINTS = {
     ("成分", "积雪草"): ("积雪草提取物舒缓泛红，镇静肌肤",),
     ("成分", "氨基酸"): ("氨基酸配方，温和清洁不紧绷",),
 }
+# Points only a washing machine or dryer has.
+_LAUNDRY = {"洗衣机", "干衣机"}
+_LAUNDRY_POINTS = {
+    ("功能需求", "烘干"): ("洗烘一体，阴雨天也不怕衣服不干", "热泵烘干，低温护衣不伤面料"),
+    ("功能需求", "除菌"): ("{t}度高温煮洗，99.9%除菌", "高温除菌除螨，贴身衣物也能放心洗"),
+    ("功能需求", "变频"): ("BLDC变频电机，脱水更快更彻底，洁净少残留",),
+    ("功能需求", "静音"): ("运行噪音低至{db}分贝，晚上洗衣也不吵",),
+}
+# Doubled words a value and its template can make, and their repair.
+_REPAIRS = (("底鞋底", "底"), ("底大底", "大底"), ("屏屏", "屏"), ("款款", "款"), ("面料面料", "面料"))
 # Short slogans that open beauty copy ("舒缓灼热，修护屏障，补水保湿").
 _SLOGANS = {"补水": "深层补水", "保湿": "长效保湿", "美白": "提亮肤色", "抗衰老": "紧致抗老", "祛痘": "净痘控油",
             "控油": "清爽控油", "修护": "修护屏障", "舒缓": "舒缓灼热", "淡斑": "淡化色斑", "清洁": "深层清洁",
             "遮瑕": "轻薄遮瑕", "持妆": "持妆不脱"}
-_FIGURES = {"n": (2, 4, 12, 15, 20, 25, 30), "m": (50, 80, 100, 120), "k": (2, 3, 5, 10), "w": (33, 45, 66, 80, 120),
+_FIGURES = {"wk": (2, 3, 4), "n": (12, 15, 20, 25, 30), "m": (50, 80, 100, 120), "k": (2, 3, 5, 10), "w": (33, 45, 66, 80, 120),
             "m2": (15, 20, 25, 30), "g": (175, 185, 190, 199, 220), "hz": (90, 120, 144), "t": (60, 90, 95),
             "db": (38, 42, 46, 49), "y": (5, 10), "cm": (3, 5, 6), "k2": (50, 70, 80, 100), "k3": (80, 90, 95),
             "p": (600, 650, 700, 800)}
@@ -207,6 +217,7 @@ class Staff:
         self.rng = rng
         self.allow_held_out = allow_held_out
         self.verb = "穿" if domain in ("服装行业", "鞋类行业") else "用"
+        self.leaf_name = ""  # of the item being explained
 
     # -------------------------------------------------------------------------------- questions
     def choose_attrs(self, leaf: str | None, target: dict[str, list[str]], exclude: set[str], k: int) -> list[str]:
@@ -246,7 +257,7 @@ class Staff:
     def _surface(self, attr: str, value: str) -> str:
         forms = self.lex.forms(self.domain, attr, value, self.allow_held_out) or [value]
         # the first forms are the plain ones a shop assistant writes
-        return self.rng.choice(forms[:3])
+        return self.rng.choice(forms[:2] if attr == "季节" else forms[:3])
 
     def ask(self, attrs: list[str], leaf: str | None, target: dict[str, list[str]]) -> tuple[str, list[dict], dict]:
         """A question (系统提问) about `attrs`; returns (text, annotations, offered surfaces per attribute)."""
@@ -284,7 +295,7 @@ class Staff:
             u.say("？")
         elif r < 0.52:
             u.say("~")
-        elif r < 0.56:
+        elif r < 0.56 and "亲" not in text:
             u.say("呢亲")
         if rng.random() < 0.04:
             u.say(rng.choice(EMOTICONS))
@@ -300,7 +311,8 @@ class Staff:
     def _point(self, attr: str, values: list[str], used: set[str]) -> str | None:
         rng = self.rng
         v = rng.choice(values)
-        bank = _VALUE_POINTS.get((attr, v))
+        bank = _LAUNDRY_POINTS.get((attr, v)) if self.leaf_name in _LAUNDRY else None
+        bank = bank or _VALUE_POINTS.get((attr, v))
         if bank is None:
             bank = _DOMAIN_POINTS.get((self.domain, attr)) or _POINTS.get(attr)
             if bank is None:
@@ -314,6 +326,8 @@ class Staff:
         if "{v}肌" in template:  # 敏感肌 + 肌肤 -> 敏感肌肤
             v = v.rstrip("肌")
         point = template.format(v=v, **figures)
+        for doubled, single in _REPAIRS:
+            point = point.replace(doubled, single)
         unused = [b for b in _BENEFITS if b not in used]
         if unused and rng.random() < 0.3:
             benefit = rng.choice(unused)
@@ -326,6 +340,7 @@ class Staff:
         values, as item_kg.txt names them); `answer`: the value the user just asked the item has.
         Not annotated, as in the release."""
         rng = self.rng
+        self.leaf_name = (leaf_name or "").split("/")[0]
         relations = [(r, v) for r, v in profile.items() if v and r not in _SKIP and r not in ("一级类目", "叶子类目",
                                                                                                 "价格区间")]
         rng.shuffle(relations)
@@ -344,7 +359,7 @@ class Staff:
         if style < 0.1 or len(points) == 1:  # short: one or two points
             body = "，".join(points[:rng.randint(1, 2)])
             opener = rng.choice(("这个是", "这款是", "这个", "这款", ""))
-            return lead + opener + body + rng.choice(("", "", "的", "哦")), []
+            return lead + opener + body + rng.choice(("", "", "哦")), []
         k = min(len(points), rng.randint(3, 6))
         chosen = points[:k]
         head = ""
@@ -358,7 +373,8 @@ class Staff:
             step = 3 if marks.startswith("(") else (2 if "." in marks else 1)
             numbered = [f"{marks[i * step:(i + 1) * step]}{p}" for i, p in enumerate(chosen)]
             sep = rng.choice(("；", "；", "，", "")) if step == 1 else rng.choice(("；", "，"))
-            text = head + (rng.choice(("：", "", "，")) if step == 1 else "：") + sep.join(numbered)
+            joint = "" if head.endswith("是") else rng.choice(("：", "", "，")) if step == 1 else "："
+            text = head + joint + sep.join(numbered)
         else:  # prose
             text = head + ("，" if head and not head.endswith("是") else "") + "，".join(chosen)
         text = lead + text + rng.choice(_CLOSERS)
