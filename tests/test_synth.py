@@ -245,13 +245,14 @@ def test_act_structure(raw):
 def test_annotation_conventions(raw):
     """Values are the core an annotator marks; gender is 人群 in Shoes; no age or price menus."""
     lex = default_lexicon()
-    for dialogues in raw.values():
+    for split, dialogues in raw.items():
         for d in dialogues:
             for t in d["dialogue"]:
                 for a in t["attributes"]:
                     if a["value"]:
                         assert a["value"] not in ("男士", "女士", "男生", "女生", "男款", "女款", "普通洗衣机"), a
-                        assert lex.core(d["domain"], a["key"], a["value"])[1] == a["value"], a
+                        # (in train a held-out core is not used: the whole surface is the value)
+                        assert lex.core(d["domain"], a["key"], a["value"], split != "train")[1] == a["value"], a
                     if d["domain"] == "鞋类行业":
                         assert a["key"] != "性别"
                     if t["act_tag"] == "系统提问" and a["key"] in ("年龄", "价位", "人群", "品牌"):

@@ -48,6 +48,7 @@ _ASKS = {
     "材质": ("要什么材质的", "对面料有要求吗", "喜欢什么材质的", "材质方面有要求吗"),
     "季节": ("是什么季节{v}", "打算什么时候{v}", "主要什么季节{v}"),
     "款式": ("喜欢什么款式的", "对版型有要求吗", "款式上有什么要求吗", "想要什么样式的", "外观上有什么要求吗"),
+    ("大家电行业", "款式"): ("外观上有什么要求吗", "对款式有要求吗", "喜欢什么样的外观", "对外观和安装方式有要求吗"),
     "尺码": ("平常穿什么码", "您的身高体重是多少", "尺码是多少", "平时一般穿多大的"),
     "服装厚度": ("对厚度有要求吗", "厚薄有要求吗", "想要多厚的"),
     "鞋码": ("平常穿多大码", "您穿几码的鞋", "脚长多少", "鞋码是多少", "一般穿多大的鞋"),
@@ -109,7 +110,7 @@ _POINTS = {
     "洗涤重量": ("{v}大容量，一次能洗全家的衣物", "{v}容量，三口之家够用", "洗涤容量{v}，被子也能洗"),
     "洗衣机类型": ("{v}设计", "{v}洗护，洗得干净不伤衣"),
     "冰箱类型": ("{v}设计，取放方便", "{v}大空间，分区存储更方便"),
-    "容量": ("{v}大容量，一周的菜都放得下", "容量{v}，够一家人用"),
+    "容量": ("{v}大容量，够一家人用", "容量{v}，日常使用足够"),
     "空调匹数": ("{v}，适合{n}平米左右的房间", "{v}大风量，制冷制热都快"),
     "能效等级": ("{v}，一年能省电{m}度左右", "{v}，长期开也不心疼电费"),
     "屏幕尺寸": ("{v}大屏，观影沉浸感强", "{v}屏幕，{k}米左右的观看距离刚好"),
@@ -125,6 +126,8 @@ _POINTS = {
 _DOMAIN_POINTS = {
     ("大家电行业", "款式"): ("{v}外观，放家里很搭", "{v}设计，安装方便", "机身{v}，不占地方"),
     ("大家电行业", "使用场景"): ("{v}也很合适", "很适合{v}"),
+    ("冰箱", "容量"): ("{v}大容量，一周的菜都放得下", "容量{v}，够一家人用"),
+    ("电热水器", "容量"): ("{v}容量，一家人连着洗也够用", "{v}内胆，出水量足"),
     ("手机行业", "使用场景"): ("{v}都很流畅", "平时{v}完全够用", "很适合{v}"),
     ("美妆行业", "使用场景"): ("{v}使用都合适",),
     ("鞋类行业", "材质"): ("采用{v}鞋面", "{v}鞋面，做工细致", "鞋面是{v}的，好打理"),
@@ -271,7 +274,7 @@ class Staff:
                 u.say(rng.choice(("，", "，还有", "，另外", "，然后")))
             aspec = spec.attributes[a]
             values = aspec.values_for(leaf) if leaf else list(aspec.values)
-            bank = _ASKS.get(a) or tuple(q.rstrip("呢亲~") for q in aspec.asks)
+            bank = _ASKS.get((self.domain, a)) or _ASKS.get(a) or tuple(q.rstrip("呢亲~") for q in aspec.asks)
             menu_ok = a not in _NO_MENU and not (a == CATEGORY and not leaf)
             if values and menu_ok and (rng.random() < 0.45 or not bank):
                 shown = self._offer(a, values, target)
@@ -310,11 +313,16 @@ class Staff:
     # ----------------------------------------------------------------------------- explanations
     def _point(self, attr: str, values: list[str], used: set[str]) -> str | None:
         rng = self.rng
+        if attr == "人群":  # a gender is no selling point ("很适合男")
+            values = [v for v in values if v not in ("男", "女")]
+            if not values:
+                return None
         v = rng.choice(values)
         bank = _LAUNDRY_POINTS.get((attr, v)) if self.leaf_name in _LAUNDRY else None
         bank = bank or _VALUE_POINTS.get((attr, v))
         if bank is None:
-            bank = _DOMAIN_POINTS.get((self.domain, attr)) or _POINTS.get(attr)
+            bank = _DOMAIN_POINTS.get((self.leaf_name, attr)) or _DOMAIN_POINTS.get((self.domain, attr)) or \
+                _POINTS.get(attr)
             if bank is None:
                 return None
             if attr in ("尺码", "鞋码"):
