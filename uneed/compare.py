@@ -22,9 +22,8 @@ from statistics import mean
 from .baselines import LexiconMatcher
 from .corpus import CATEGORY_RELATION, Corpus
 from .metrics import get_metric
-from .schema import ACT_TAGS, LINK_ONLY, STAFF, STAFF_EXPLAIN, STAFF_RECOMMEND, USER_FEEDBACK, Dialogue
+from .schema import ACT_TAGS, LINK_ONLY, SPLITS, STAFF, STAFF_EXPLAIN, STAFF_RECOMMEND, USER_FEEDBACK, Dialogue
 from .tasks.samples import build_samples
-from .schema import SPLITS
 
 PRICE_RELATION = "价格区间"
 BLANK = "□"
@@ -33,7 +32,7 @@ _NUMBER = re.compile(r"[0-9０-９.]+")
 
 @dataclass
 class Row:
-    """One line of the report: a label, the value on each corpus, and how to print it."""
+    """One line of the report: a label and the value on each corpus."""
 
     label: str
     real: object

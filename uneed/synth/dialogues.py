@@ -199,7 +199,7 @@ def build_dialogue(lex: Lexicon, seller: Seller, target: SynthItem, user_id: str
                                                        answer=asked_value))
 
     if len(t) > MAX_TURNS:
-        raise AssertionError(f"dialogue {sid} has {len(t)} turns, more than {MAX_TURNS}")
+        raise RuntimeError(f"generator bug: dialogue {sid} has {len(t)} turns, more than {MAX_TURNS}")
     dialogue = {
         "domain": domain,
         "sid": sid,
