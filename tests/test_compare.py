@@ -20,10 +20,11 @@ def _span(text, key, value):
 
 
 def _write(root, dialogues):
+    """The first dialogue in train, the others in valid (a corpus needs both), test empty."""
     root.mkdir()
-    for split in ("train", "valid", "test"):
-        (root / f"{split}_dialogue.json").write_text(json.dumps(dialogues if split == "train" else [],
-                                                                ensure_ascii=False), encoding="utf-8")
+    parts = {"train": dialogues[:1], "valid": dialogues[1:], "test": []}
+    for split, part in parts.items():
+        (root / f"{split}_dialogue.json").write_text(json.dumps(part, ensure_ascii=False), encoding="utf-8")
     (root / "item_kg.txt").write_text(
         "item_id_encrypt,seller_id_encrypt,relation_name,value\n"
         "11111111111,900,一级类目,1801\n11111111111,900,价格区间,中\n"
