@@ -4,6 +4,7 @@
     presales data stats DIR [--json]                dialogues, turns, act tags, attributes, items, behaviours
     presales data synth --out DIR --scale small     write the embedded corpus
     presales data baselines DIR                     lexicon / majority / popularity baselines on a split
+    presales data compare REAL OTHER                realism report: two directories side by side
     presales train crs|llm-base|llm|controller ARGS training scripts (each has its own --help)
     presales eval tables --run RUN                  the paper's tables from a run's test metrics
     presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
@@ -117,6 +118,31 @@ def data_baselines(
 
     results = evaluate_baselines(load_corpus(directory), split)
     print(json.dumps(results, ensure_ascii=False, indent=2))
+
+
+@data_app.command("compare")
+def data_compare(
+    real: Path = typer.Argument(..., help="The reference directory (e.g. the real U-NEED samples)."),
+    other: Path = typer.Argument(..., help="The directory to hold against it (e.g. data/small)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Compare only the valid dialogues."),
+) -> None:
+    """Realism report: REAL and OTHER side by side (lengths, repetition, act structure, keys, transfer)."""
+    from uneed.compare import compare
+    from uneed.corpus import load_corpus
+
+    rows = compare(load_corpus(real, skip_invalid=skip_invalid), load_corpus(other, skip_invalid=skip_invalid))
+    if as_json:
+        print(json.dumps([{"label": r.label, "real": r.real, "other": r.other} for r in rows],
+                         ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{real} vs {other}")
+    table.add_column("")
+    table.add_column(str(real))
+    table.add_column(str(other))
+    for r in rows:
+        table.add_row(r.label, str(r.real), str(r.other))
+    console.print(table)
 
 
 # ------------------------------------------------------------------------------------------ train

@@ -60,6 +60,13 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     return progress_bar(iterable, enabled=enabled, total=total, desc=desc, unit="dlg", leave=False)
 
 
+def hosting_sellers(lex: Lexicon, cfg: Scale) -> dict[str, int]:
+    """Sellers with dialogues per domain: enough that every leaf category gets dialogues (one host per
+    leaf, when there are a dozen dialogues per leaf to share out); the first hosts take the leaves in turn."""
+    return {d: max(2, round(n / cfg.dialogues_per_host), min(len(lex.spec(d).leaves), n // 12))
+            for d, n in cfg.dialogues.items()}
+
+
 def synthesize(out_dir: str | Path, scale: str = "small", seed: int = 0, progress: bool = True,
                lexicon: Lexicon | None = None) -> dict:
     """Write {train,valid,test}_dialogue.json, item_kg.txt and user_action.txt under out_dir; return counts."""
@@ -79,7 +86,7 @@ def synthesize(out_dir: str | Path, scale: str = "small", seed: int = 0, progres
         n = cfg.items - assigned if k == len(domains) - 1 else round(cfg.items * cfg.dialogues[d] / total_dialogues)
         domain_items[d] = n
         assigned += n
-    hosting = {d: max(2, round(n / cfg.dialogues_per_host)) for d, n in cfg.dialogues.items()}
+    hosting = hosting_sellers(lex, cfg)
     ids = IdFactory(random.Random(f"{seed}:ids"))
     sellers = build_catalog(lex, domain_items, hosting, cfg.hosting_share, ids, random.Random(f"{seed}:catalog"),
                             cfg.small_sellers)
@@ -99,10 +106,14 @@ def synthesize(out_dir: str | Path, scale: str = "small", seed: int = 0, progres
         labels = _split_of(cfg.dialogues[d], cfg.split, random.Random(f"{seed}:split:{d}"))
         plan += [(d, i, labels[i]) for i in range(cfg.dialogues[d])]
     n_turns = 0
+    host_lists: dict[str, tuple[list[Seller], list[int]]] = {}
+    for d in domains:
+        hosts = [s for s in sellers[d] if s.hosting]
+        host_lists[d] = (hosts, [len(s.items) for s in hosts])
     for d, i, split in _progress(plan, len(plan), f"synth {scale}", progress):
         rng = random.Random(f"{seed}:dlg:{d}:{i}")
-        hosts: list[Seller] = [s for s in sellers[d] if s.hosting]
-        seller = rng.choices(hosts, weights=[len(s.items) for s in hosts])[0]
+        hosts, sizes = host_lists[d]
+        seller = rng.choices(hosts, weights=sizes)[0]
         target = rng.choices(seller.items, weights=[it.weight for it in seller.items])[0]
         user_id = ids.account()
         sid = "%032x" % rng.getrandbits(128)

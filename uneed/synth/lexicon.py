@@ -76,32 +76,69 @@ def _join(*forms: str) -> str:
 
 
 def _kg(ns) -> str:
-    return "; ".join(f"{n}公斤=" + _join(f"{n}公斤", f"{cn_number(n)}公斤", f"{n}kg", f"{n}KG", f"{n}千克")
+    return "; ".join(f"{n}公斤=" + _join(f"{n}公斤", f"{cn_number(n)}公斤", f"{n}kg", f"{n}KG", f"{n}千克",
+                                         f"{n}公斤左右", f"{cn_number(n)}公斤以上")
                      for n in ns)
 
 
-def _shoe_sizes(ns) -> str:
-    return "; ".join(f"{n}=" + _join(f"{n}码", f"{cn_number(n)}码", f"{n}", f"{n}号", f"{cn_number(n)}号")
-                     for n in ns)
+def _shoe_sizes(lo: int, hi: int) -> str:
+    """Whole and half sizes: 37, 37.5 (37码半, 三十七码半) ..."""
+    parts = []
+    for n in range(lo, hi + 1):
+        parts.append(f"{n}=" + _join(f"{n}码", f"{cn_number(n)}码", f"{n}", f"{n}号", f"{cn_number(n)}号"))
+        if n < hi:
+            parts.append(f"{n}.5=" + _join(f"{n}.5", f"{n}.5码", f"{n}码半", f"{cn_number(n)}码半"))
+    return "; ".join(parts)
 
 
 def _ages(bands) -> str:
+    """Every age of a band, written 24 / 24岁 / 二十四岁 / 24周岁, plus round phrasings (二十多岁)."""
     parts = []
-    for lo, hi, label in bands:
-        ages = sorted({lo, (lo + hi) // 2, hi})
+    for lo, hi, label, rough in bands:
         forms = []
-        for k, a in enumerate(ages):
-            forms += [f"{a}", f"{a}岁", f"{cn_number(a)}岁"] if k != 1 else [f"{cn_number(a)}", f"{a}周岁"]
-        parts.append(f"{label}=" + _join(*forms))
+        for a in range(lo, hi + 1):
+            forms += [f"{a}", f"{a}岁", f"{cn_number(a)}岁", f"{a}周岁", f"{cn_number(a)}"]
+        parts.append(f"{label}=" + _join(*forms, *rough))
     return "; ".join(parts)
 
 
 def _litres(ns) -> str:
-    return "; ".join(f"{n}升=" + _join(f"{n}升", f"{cn_number(n)}升", f"{n}L", f"{n}l") for n in ns)
+    return "; ".join(f"{n}升=" + _join(f"{n}升", f"{cn_number(n)}升", f"{n}L", f"{n}l", f"{n}升左右",
+                                       f"{n}L左右") for n in ns)
 
 
 def _inches(ns) -> str:
-    return "; ".join(f"{n}英寸=" + _join(f"{n}寸", f"{cn_number(n)}寸", f"{n}英寸", f"{n}吋") for n in ns)
+    return "; ".join(f"{n}英寸=" + _join(f"{n}寸", f"{cn_number(n)}寸", f"{n}英寸", f"{n}吋", f"{n}寸左右",
+                                         f"{cn_number(n)}寸以上") for n in ns)
+
+
+_PRICE_MODIFIERS = ("以内", "左右", "之内", "上下", "以下", "块以内", "块左右", "元以内")
+
+
+def _amount_forms(n: int, k_style: bool) -> list[str]:
+    """One amount written the ways shoppers write it: 3000, 三千, 3k (phones), 2500 / 两千五."""
+    forms = [str(n), cn_number(n, two="两")]
+    if n >= 1000 and n % 1000 == 500:
+        forms.append(cn_number(n // 1000, two="两") + "千五")
+    if k_style and n >= 1000:
+        forms.append(f"{n // 1000}k" if n % 1000 == 0 else f"{n / 1000:g}k")
+    return forms
+
+
+def _prices(bands: dict[str, list[int]], extra: dict[str, str] | None = None, k_style: bool = False) -> str:
+    """Price needs made compositionally: amount x 以内/左右/之内/上下..., ranges (2000-3000, 两三千),
+    'N以上' for the top band, plus the domain's paraphrases (便宜点, 贵点没关系)."""
+    parts = []
+    for band, amounts in bands.items():
+        forms = []
+        for n in amounts:
+            for a in _amount_forms(n, k_style):
+                mods = ("以上", "左右", "起步") if band == "高" else _PRICE_MODIFIERS
+                forms += [a + m for m in mods if not (a.endswith("k") and m[0] in "块元")]
+        for lo, hi in zip(amounts, amounts[1:]):
+            forms += [f"{lo}-{hi}", f"{lo}到{hi}"]
+        parts.append(f"{band}=" + _join(*forms, *((extra or {}).get(band, "").split("|"))))
+    return "; ".join(parts)
 
 
 def _gigs(ns, run: bool = False) -> str:
@@ -113,7 +150,8 @@ def _gigs(ns, run: bool = False) -> str:
         else:
             num, unit = (n // 1024, "T") if n >= 1024 else (n, "G")
             label = f"{num}{unit}B"
-            forms = (f"{num}{unit}", f"{num}{unit.lower()}", label, f"{cn_number(num)}{unit}")
+            forms = (f"{num}{unit}", f"{num}{unit.lower()}", label, f"{cn_number(num)}{unit}",
+                     *(f"{ram}+{num}" + ("T" if unit == "T" else "") for ram in (4, 6, 8, 12, 16) if 16 * ram <= n))
         parts.append(f"{label}=" + _join(*forms))
     return "; ".join(parts)
 
@@ -206,24 +244,29 @@ BEAUTY = DomainSpec(
           leaf_values={"粉底液": ["遮瑕", "持妆", "保湿", "控油"]},
           asks=["请问您对功效有什么要求呢", "亲想要侧重什么功效呢", "您主要想要什么效果呢"], weight=1.6),
         A("肌肤问题", "刺痛=刺痛|疼|刺刺的|有刺痛感; 发痒=发痒|痒|痒痒的|瘙痒; 出油=出油|油光|泛油光|爱出油; "
-                    "长痘=痘痘|长痘|闭口|爆痘; 干燥=干燥|起皮|紧绷|干巴巴; 泛红=泛红|红血丝|发红|脸红; "
+                    "长痘=痘痘|长痘|闭口|爆痘|红肿痘痘|痘痘肌|冒痘; 干燥=干燥|起皮|紧绷|干巴巴; 泛红=泛红|红血丝|发红|脸红; "
                     "黑头=黑头|毛孔粗大|毛孔大|草莓鼻; 细纹=细纹|皱纹|法令纹|干纹; 暗沉=暗沉|发黄|没有光泽|肤色不均; "
-                    "色斑=色斑|斑点|雀斑|晒斑", leaves=_SKIN, multi=2,
+                    "色斑=色斑|斑点|雀斑|晒斑; 过敏=过敏|容易过敏|皮肤敏感|一用就过敏|换季过敏|不耐受",
+          leaves=_SKIN, multi=2,
           asks=["请问您目前有什么肌肤问题吗", "皮肤有哪些困扰呢亲", "亲亲平时皮肤有什么问题吗"], weight=1.4),
         A("肤质", "干性=干性|干皮|偏干|干性皮肤|皮肤干; 油性=油性|油皮|偏油|大油皮|油性皮肤; "
-                  "混合性=混合性|混油|混干|混合皮|T区油; 敏感肌=敏感肌|敏感|敏感皮|容易过敏|皮肤敏感; "
+                  "混合性=混合性|混油|混干|混合皮|T区油|混干皮|混油皮|混合偏干; 敏感肌=敏感肌|敏感|敏感皮|敏感性皮肤|敏感肌肤; "
                   "中性=中性|中性皮肤|正常肤质|不油不干", leaves=_SKIN + ["粉底液"], multi=2,
           asks=["亲亲您是什么肌肤呢", "请问您的肤质是怎样的呢", "您是什么肤质呀", "皮肤是什么类型的呢"],
           weight=2.2),
-        A("年龄", _ages([(18, 24, "18-24岁"), (25, 29, "25-29岁"), (30, 39, "30-39岁"), (40, 55, "40岁以上")]),
+        A("年龄", _ages([(18, 24, "18-24岁", ("二十出头", "刚二十", "二十来岁")),
+                       (25, 29, "25-29岁", ("二十多岁", "快三十了", "奔三")),
+                       (30, 39, "30-39岁", ("三十多岁", "三十出头", "奔四")),
+                       (40, 55, "40岁以上", ("四十多岁", "五十多岁", "四十出头"))]),
           leaves=_SKIN, asks=["请问您的芳龄多大", "亲亲今年多大了呢", "方便说下您的年龄吗", "请问您多大年纪呢"],
           weight=1.2),
         A("性别", "男=男|男士|男生|男性|男人; 女=女|女士|女生|女性|女孩子",
           asks=["请问是男士用还是女士用呢", "请问是给谁用的呢"], weight=0.5),
-        A("人群", "孕妇=孕妇|孕期|怀孕|准妈妈|哺乳期; 学生=学生|学生党|大学生|高中生; 妈妈=妈妈|老妈|宝妈|中年妈妈; "
-                  "上班族=上班族|白领|职场人", asks=["请问是自己用吗", "亲亲是给谁买的呢"], weight=0.6),
-        A("价位", "低=平价|便宜点|一百以内|100以内|一百多|学生价; 中=两三百|200左右|三百以内|300以内|中等价位; "
-                  "高=贵点也行|五百以上|500以上|高端|大牌",
+        A("人群", "孕妇=孕妇|孕期|怀孕|准妈妈|哺乳期; 学生=学生|学生党|大学生|高中生|女儿|闺女; "
+                  "妈妈=妈妈|老妈|宝妈|中年妈妈|我妈|婆婆|丈母娘; 上班族=上班族|白领|职场人|打工人", asks=["请问是自己用吗", "亲亲是给谁买的呢"], weight=0.6),
+        A("价位", _prices({"低": [50, 80, 100, 150], "中": [200, 250, 300, 400], "高": [500, 600, 800, 1000]},
+                       {"低": "平价|便宜点|一百多|学生价|几十块", "中": "两三百|中等价位|三四百",
+                        "高": "贵点也行|高端|大牌|贵一点没关系"}),
           asks=["亲亲预算大概多少呢", "请问您的预算是多少呢", "价位有要求吗亲"], weight=0.8),
         A("品牌", "兰蔻=兰蔻|lancome; 雅诗兰黛=雅诗兰黛|雅诗|雅诗兰黛家; 欧莱雅=欧莱雅|巴黎欧莱雅; 自然堂=自然堂; "
                   "百雀羚=百雀羚|百雀; 珀莱雅=珀莱雅; 薇诺娜=薇诺娜|薇诺; 资生堂=资生堂|资生; 完美日记=完美日记; "
@@ -256,13 +299,13 @@ PHONES = DomainSpec(
                   "OPPO=OPPO|oppo|欧珀; vivo=vivo|VIVO|维沃; 荣耀=荣耀|honor; 三星=三星|samsung; "
                   "一加=一加|oneplus; 真我=真我|realme; iQOO=iQOO|iqoo|爱酷",
           asks=["有喜欢的品牌吗", "亲亲有偏好的牌子吗"], weight=1.0),
-        A("内存", _gigs([64, 128, 256, 512, 1024]), multi=2,
+        A("内存", _gigs([64, 128, 256, 512, 1024]), multi=2, leaf_values={"老年机": ["64GB", "128GB"]},
           asks=["内存要多大的呢", "亲亲存储空间需要多大呢", "平时手机里照片视频多吗"], weight=1.4),
         A("运行内存", _gigs([4, 6, 8, 12, 16], run=True), leaves=_PHONES + ["平板电脑"], multi=2,
           leaf_values={"老年机": ["4GB", "6GB"]},
           asks=["运行内存有要求吗", "运存要多大的呢"], weight=1.0),
         A("像素", "4800万=4800万像素|四千八百万像素|48MP|4800万; 5000万=5000万像素|五千万像素|50MP|5000万; "
-                  "6400万=6400万像素|六千四百万像素|64MP|6400万; 1亿=一亿像素|1亿像素|108MP|亿级像素; "
+                  "6400万=6400万像素|六千四百万像素|64MP|6400万; 1亿=一亿像素|1亿像素|108MP|亿级像素|像素要好|像素高一点|像素好的; "
                   "2亿=两亿像素|2亿像素|200MP",
           leaves=_PHONES, asks=["对拍照像素有要求吗", "平时拍照多吗亲"], weight=0.8),
         A("屏幕类型", "直屏=直屏|直面屏|平面屏|直板屏; 曲面屏=曲面屏|曲屏|双曲面|曲面; 折叠屏=折叠屏|折叠|可折叠",
@@ -273,7 +316,7 @@ PHONES = DomainSpec(
                       "打电话=打电话|接电话|打打电话",
           multi=2, leaf_values={"老年机": ["打电话", "追剧"], "平板电脑": ["上网课", "追剧", "办公", "打游戏"]},
           asks=["平时主要用来做什么呢", "亲亲主要什么用途呢", "请问使用场景是什么呢"], weight=1.6),
-        A("功能需求", "续航=续航|续航好|电池耐用|大电池|待机久; 快充=快充|充电快|闪充|超级快充; 5G=5G|5g|支持5G; "
+        A("功能需求", "续航=续航|续航好|电池耐用|大电池|待机久|电池要大|电池大一点|待机时间长|电池耐用点; 快充=快充|充电快|闪充|超级快充|充电要快; 5G=5G|5g|支持5G; "
                       "NFC=NFC|nfc|刷公交; 防水=防水|防水防尘|不怕水; 轻薄=轻薄|轻一点|薄一点|机身轻; "
                       "大屏=大屏|大屏幕|屏幕大; 流畅=流畅|不卡|运行流畅|丝滑; 大字体=大字体|字大|声音大",
           multi=3, leaf_values={"老年机": ["续航", "大字体", "大屏"]},
@@ -281,11 +324,14 @@ PHONES = DomainSpec(
         A("颜色", "黑色=黑色|黑|曜石黑|亮黑色; 白色=白色|白|珍珠白|雪白; 蓝色=蓝色|蓝|天蓝|深海蓝; "
                   "紫色=紫色|紫|暗夜紫; 金色=金色|金|香槟金; 绿色=绿色|绿|苍岭绿; 粉色=粉色|粉|樱花粉",
           multi=3, asks=["喜欢什么颜色呢", "颜色有要求吗亲"], weight=0.7),
-        A("人群", "老人=老人|老年人|爸妈|长辈|爷爷奶奶; 学生=学生|学生党|孩子|小孩; 女生=女生|女孩子|女朋友|老婆",
+        A("人群", "老人=老人|老年人|爸妈|长辈|爷爷奶奶|我爸|我妈|老爸|老妈|爷爷|奶奶|外婆|父母; "
+                  "学生=学生|学生党|孩子|小孩|儿子|女儿|初中生; 女生=女生|女孩子|女朋友|老婆; "
+                  "男生=男生|男朋友|老公|男孩子",
           asks=["请问是给谁用的呢", "是自己用吗亲"], weight=0.6),
-        A("价位", "低=1000左右|一千以内|1k以内|千元机|一千多|1500以内|便宜点; "
-                  "中=2000左右|两千左右|两三千|3k以内|三千以内|2500左右; "
-                  "高=5000以上|五千左右|旗舰|6k左右|贵点没关系|高端",
+        A("价位", _prices({"低": [500, 800, 1000, 1200, 1500], "中": [2000, 2500, 3000, 3500],
+                        "高": [4000, 5000, 6000, 8000]},
+                       {"低": "千元机|一千多|便宜点|一两千", "中": "两三千|两千多|中端", "高": "旗舰|贵点没关系|高端|旗舰机"},
+                       k_style=True),
           asks=["亲亲预算大概多少呢", "请问您的预算是多少呢", "心理价位是多少呢"], weight=1.3),
     ]},
 )
@@ -312,7 +358,11 @@ FASHION = DomainSpec(
                   "棉麻=棉麻|亚麻|麻料; 白鸭绒=白鸭绒|鸭绒|白鹅绒",
           multi=3, neg="聚酯纤维=不要涤纶|不要化纤|别是化纤",
           leaf_values={"羽绒服": ["白鸭绒", "聚酯纤维"], "毛衣": ["羊毛", "羊绒", "纯棉"],
-                       "内裤": ["纯棉", "冰丝", "莫代尔"], "牛仔裤": ["纯棉", "棉麻", "聚酯纤维"]},
+                       "内裤": ["纯棉", "冰丝", "莫代尔"], "牛仔裤": ["纯棉", "棉麻", "聚酯纤维"],
+                       **{leaf: ["纯棉", "冰丝", "莫代尔", "真丝", "聚酯纤维", "棉麻"] for leaf in ("T恤", "衬衫")},
+                       **{leaf: ["纯棉", "聚酯纤维", "羊毛"] for leaf in ("卫衣", "外套")},
+                       **{leaf: ["纯棉", "真丝", "聚酯纤维", "棉麻", "冰丝"] for leaf in ("连衣裙", "半身裙")},
+                       **{leaf: ["纯棉", "莫代尔", "羊毛", "羊绒"] for leaf in ("保暖内衣", "睡衣")}},
           asks=["要什么材质的呢亲爱哒", "对面料有要求吗", "喜欢什么材质的呢"], weight=1.5),
         A("季节", "春=春天|春季|春款|春天穿; 夏=夏天|夏季|夏款|热天; 秋=秋天|秋季|秋款|秋天穿; 冬=冬天|冬季|冬款|冷天",
           multi=2, asks=["请问是什么季节穿呢", "亲亲打算什么时候穿呀"], weight=1.0),
@@ -339,11 +389,13 @@ FASHION = DomainSpec(
           multi=2, asks=["对功能有要求吗", "亲亲比较看重哪方面呢"], weight=1.0),
         A("使用场景", "上班=上班|通勤|上班穿|职场; 运动=运动|健身|跑步穿; 居家=居家|在家穿|宅家; "
                       "约会=约会|出去玩|逛街; 旅游=旅游|出游|度假",
-          multi=2, asks=["平时什么场合穿呢", "亲是上班穿还是日常穿呢"], weight=0.8),
-        A("人群", "学生=学生|学生党|大学生; 中老年=中老年|老人|爸妈|中年人; 孕妇=孕妇|孕期|怀孕; 儿童=儿童|小孩|孩子",
+          multi=2, leaf_values={**{leaf: ["上班", "约会", "旅游"] for leaf in ("连衣裙", "半身裙", "衬衫")},
+                               **{leaf: ["居家"] for leaf in ("睡衣", "保暖内衣", "内裤")}}, asks=["平时什么场合穿呢", "亲是上班穿还是日常穿呢"], weight=0.8),
+        A("人群", "学生=学生|学生党|大学生; 中老年=中老年|老人|爸妈|中年人|我爸|我妈|老爸|老妈|爸爸|妈妈|父母|爷爷|奶奶; "
+                  "孕妇=孕妇|孕期|怀孕; 儿童=儿童|小孩|孩子|宝宝|小朋友; 青年=年轻人|儿子|女儿|老公|老婆|男朋友|女朋友",
           asks=["是给谁穿的呢亲", "请问是自己穿吗"], weight=0.5),
-        A("价位", "低=一百以内|100以内|便宜点|几十块|平价; 中=两百左右|200左右|两三百|三百以内; "
-                  "高=五百以上|贵点没关系|好一点的|高端|500以上",
+        A("价位", _prices({"低": [50, 80, 100, 150], "中": [200, 250, 300], "高": [400, 500, 800, 1000]},
+                       {"低": "便宜点|几十块|平价", "中": "两三百|一两百", "高": "贵点没关系|好一点的|高端"}),
           asks=["亲亲预算大概多少呢", "请问价位有要求吗"], weight=0.6),
         A("品牌", "优衣库=优衣库|UNIQLO|uniqlo; 南极人=南极人|南极; 恒源祥=恒源祥; 波司登=波司登; 森马=森马; "
                   "太平鸟=太平鸟|peacebird; 海澜之家=海澜之家|海澜; 猫人=猫人; 三枪=三枪; 雪中飞=雪中飞",
@@ -366,7 +418,7 @@ SHOES = DomainSpec(
                   "单鞋=单鞋|平底鞋|乐福鞋|豆豆鞋; 凉鞋=凉鞋|罗马凉鞋|沙滩鞋; 靴子=靴子|短靴|马丁靴|雪地靴; "
                   "皮鞋=皮鞋|商务皮鞋|正装鞋; 拖鞋=拖鞋|凉拖|人字拖|拖鞋子",
           asks=["亲亲想看什么鞋呢", "请问想买哪种鞋呢"], weight=0.4),
-        A("鞋码", _shoe_sizes(range(35, 46)), multi=3,
+        A("鞋码", _shoe_sizes(35, 45), multi=6,
           asks=["亲亲平时穿多大码呢", "请问您穿几码的鞋呢", "脚长多少呢亲"], weight=2.0),
         A("鞋底材质", "橡胶=橡胶|橡胶底|胶底; EVA=EVA|eva|EVA底; 牛筋底=牛筋底|牛筋|牛筋软底; PU=PU|pu底|PU底; "
                       "泡棉=泡棉|缓震泡棉|泡棉底",
@@ -394,16 +446,18 @@ SHOES = DomainSpec(
           multi=3, asks=["对功能有要求吗", "亲亲比较看重哪方面呢"], weight=1.2),
         A("使用场景", "跑步=跑步|慢跑|马拉松; 上班=上班|通勤|上班穿; 打篮球=打篮球|打球|篮球场; 徒步=徒步|爬山|户外; "
                       "日常=日常|平时穿|日常穿; 婚礼=婚礼|结婚|伴娘",
-          multi=2, asks=["平时主要什么场合穿呢", "主要用来做什么运动呢"], weight=1.0),
-        A("性别", "男=男|男士|男生|男款|男的; 女=女|女士|女生|女款|女的",
-          asks=["是男款还是女款呢", "是男生穿还是女生穿呢"], weight=0.8),
-        A("人群", "学生=学生|学生党|中学生; 中老年=中老年|老人|爸妈|老年人; 孕妇=孕妇|孕期|怀孕; 儿童=儿童|小孩|孩子",
-          asks=["是给谁买的呢亲"], weight=0.5),
+          multi=2, leaf_values={**{leaf: ["上班", "日常", "婚礼"] for leaf in _WOMEN + ["皮鞋"]},
+                                "拖鞋": ["日常"], "跑步鞋": ["跑步", "日常", "徒步"], "篮球鞋": ["打篮球", "日常"]},
+          asks=["平时主要什么场合穿呢", "主要用来做什么运动呢"], weight=1.0),
+        A("人群", "男=男|男士|男生|男款|男的|男孩; 女=女|女士|女生|女款|女的|女孩; 学生=学生|学生党|中学生; "
+                  "中老年=中老年|老人|爸妈|老年人|我爸|我妈|老爸|老妈|爸爸|妈妈|父母; 孕妇=孕妇|孕期|怀孕; "
+                  "儿童=儿童|小孩|孩子|宝宝|小朋友; 青年=年轻人|儿子|女儿|老公|老婆|男朋友|女朋友",
+          multi=2, asks=["是给谁买的呢亲", "是男款还是女款呢", "是男生穿还是女生穿呢"], weight=1.0),
         A("品牌", "耐克=耐克|Nike|nike|勾子; 阿迪达斯=阿迪达斯|阿迪|adidas; 李宁=李宁|lining; 安踏=安踏|anta; "
                   "特步=特步|xtep; 回力=回力|warrior; 斯凯奇=斯凯奇|skechers; 百丽=百丽|belle; 鸿星尔克=鸿星尔克|尔克",
           asks=["有喜欢的品牌吗"], weight=0.5),
-        A("价位", "低=一百以内|100以内|便宜点|一两百; 中=三百左右|300左右|两三百|五百以内; "
-                  "高=五百以上|500以上|一千左右|贵点没关系",
+        A("价位", _prices({"低": [100, 150, 200], "中": [300, 400, 500], "高": [600, 800, 1000, 1500]},
+                       {"低": "便宜点|一两百|平价", "中": "两三百|三四百", "高": "贵点没关系|好一点的"}),
           asks=["亲亲预算大概多少呢", "心理价位是多少呢"], weight=0.6),
     ]},
 )
@@ -423,13 +477,14 @@ APPLIANCES = DomainSpec(
         A("洗衣机类型", "波轮=波轮|波轮式|波轮洗衣机; 滚筒=滚筒|滚筒式|滚筒洗衣机; 洗烘一体=洗烘一体|洗烘一体机|洗烘套装; "
                         "双缸=双缸|半自动|双桶",
           leaves=["洗衣机"], asks=["想要什么类型的洗衣机呢", "对洗衣机类型有要求吗"], weight=2.4),
-        A("洗涤重量", _kg([6, 8, 10, 12]), leaves=["洗衣机", "烘干机"],
+        A("洗涤重量", _kg([6, 7, 8, 9, 10, 12]), leaves=["洗衣机", "烘干机"],
           asks=["请问家里几口人呢", "容量要多大的呢", "平时洗的衣服多吗亲"], weight=1.6),
         A("冰箱类型", "双开门=双开门|两门|双门; 三门=三门|三开门|三门冰箱; 对开门=对开门|对开|大对开; "
                       "十字对开门=十字对开门|十字门|十字对开|四门; 单门=单门|单开门|一个门",
           leaves=["冰箱"], asks=["喜欢什么门型的冰箱呢", "冰箱门体有要求吗"], weight=2.2),
-        A("容量", _litres([200, 300, 400, 500, 600, 50, 60, 80]), leaves=["冰箱", "热水器"],
-          leaf_values={"冰箱": ["200升", "300升", "400升", "500升", "600升"], "热水器": ["50升", "60升", "80升"]},
+        A("容量", _litres([200, 250, 300, 400, 450, 500, 600, 40, 50, 60, 80]), leaves=["冰箱", "热水器"],
+          leaf_values={"冰箱": ["200升", "250升", "300升", "400升", "450升", "500升", "600升"],
+                       "热水器": ["40升", "50升", "60升", "80升"]},
           asks=["容量要多大的呢", "家里几口人使用呢"], weight=1.6),
         A("空调匹数", "1匹=1匹|一匹|大1匹|1P|1p; 1.5匹=1.5匹|一匹半|1.5P|1.5p|一点五匹; 2匹=2匹|两匹|2P|二匹; "
                       "3匹=3匹|三匹|3P|3p",
@@ -453,7 +508,7 @@ APPLIANCES = DomainSpec(
         A("屏幕类型", "OLED=OLED|oled|OLED屏; QLED=QLED|量子点|qled; LED=LED|液晶屏|普通液晶; "
                       "MiniLED=MiniLED|miniled|Mini LED屏",
           leaves=["电视"], asks=["对屏幕有要求吗", "屏幕类型有偏好吗"], weight=1.4),
-        A("屏幕尺寸", _inches([43, 55, 65, 75, 85]), leaves=["电视"],
+        A("屏幕尺寸", _inches([32, 43, 50, 55, 65, 75, 85, 100]), leaves=["电视"],
           asks=["要多大尺寸的呢", "客厅大概多大呢亲"], weight=2.0),
         A("使用场景", "家用=家用|家里用|自己家用; 租房=租房|出租屋|租房用; 卧室=卧室|房间|主卧; 客厅=客厅|大客厅; "
                       "老人用=老人用|给老人用|爸妈用; 宿舍=宿舍|员工宿舍",
@@ -462,8 +517,14 @@ APPLIANCES = DomainSpec(
                   "松下=松下|panasonic; TCL=TCL|tcl; 海信=海信|hisense; 小米=小米|米家; 容声=容声|容声冰箱; "
                   "方太=方太|fotile; 老板=老板电器|老板牌",
           asks=["有喜欢的品牌吗亲", "品牌有要求吗"], weight=0.7),
-        A("价位", "低=一千以内|1000以内|一千左右|便宜点|性价比高; 中=两三千|2000左右|三千以内|3k左右|两千多; "
-                  "高=五千以上|5000以上|高端|贵点没关系|上万",
+        A("款式", "性价比高=性价比高|性价比|高性价比|实惠|划算; 嵌入式=嵌入式|嵌入|可嵌入|全嵌; 超薄=超薄|纤薄|超薄款|薄一点; "
+                  "简约=简约|外观简约|简单大方|好看点",
+          leaf_values={"洗衣机": ["性价比高", "超薄", "简约"], "冰箱": ["性价比高", "嵌入式", "超薄", "简约"],
+                       "电视": ["性价比高", "超薄", "简约"], "洗碗机": ["嵌入式", "性价比高"],
+                       "油烟机": ["性价比高", "超薄", "简约"]},
+          asks=["外观上有什么要求吗", "对款式有要求吗"], weight=0.6),
+        A("价位", _prices({"低": [800, 1000, 1500], "中": [2000, 2500, 3000, 4000], "高": [5000, 6000, 8000, 10000]},
+                       {"低": "便宜点|一千多|一两千", "中": "两三千|两千多|三四千", "高": "高端|贵点没关系|上万"}),
           asks=["亲亲预算大概多少呢", "请问预算是多少呢", "心理价位大概多少呢"], weight=1.0),
     ]},
     brands_by_leaf={"空调": ["格力", "美的", "海尔", "TCL", "小米", "松下"],
@@ -476,6 +537,30 @@ APPLIANCES = DomainSpec(
 )
 
 DOMAIN_SPECS: dict[str, DomainSpec] = {d.name: d for d in (BEAUTY, PHONES, FASHION, SHOES, APPLIANCES)}
+
+
+# ------------------------------------------------------------------------------------ core values
+# What real annotators leave outside a span: the value is the core (男士 -> 男, 普通洗衣机 -> 洗衣机,
+# 不要烘干功能 -> 不要烘干, 干性皮肤 -> 干性). A surface form is trimmed to another form of the same
+# value that it contains when what is left over on either side is one of these.
+DECORATIONS = frozenset({"士", "生", "性", "人", "款", "的", "孩", "孩子", "皮肤", "功能", "普通", "全自动",
+                         "式", "机", "洗衣机", "冰箱", "面料", "成分", "配方", "底", "面"})
+
+
+def core_of(form: str, others: list[str]) -> tuple[int, str]:
+    """(offset, core) of `form`: the longest of `others` inside it with only decorations around it."""
+    best = (0, form)
+    for g in others:
+        if g == form or len(g) >= len(form) or len(g) <= len(best[1]) - (best[1] == form) * len(form):
+            continue
+        at = form.find(g)
+        if at < 0:
+            continue
+        before, after = form[:at], form[at + len(g):]
+        if all(not part or part in DECORATIONS for part in (before, after)):
+            if best[1] == form or len(g) > len(best[1]):
+                best = (at, g)
+    return best
 
 
 # ------------------------------------------------------------------------------------- held out
@@ -504,6 +589,7 @@ class Lexicon:
         self._held: dict[tuple[str, str, str, bool], frozenset[str]] = {}
         self._index: dict[str, dict[str, list[tuple[str, str, bool]]]] = {}
         self._leaf_by_name: dict[str, dict[str, str]] = {}
+        self._core: dict[tuple[str, str, str], tuple[int, str]] = {}  # (domain, attr, surface) -> core
         for dname, spec in self.specs.items():
             index: dict[str, list[tuple[str, str, bool]]] = {}
             claimed: dict[str, tuple[str, str, bool]] = {}
@@ -520,6 +606,8 @@ class Lexicon:
                                     kept.append(f)
                         key = (dname, aname, canonical, negated)
                         self._forms[key] = kept
+                        for f in kept:  # brand names are written whole (南极人 is not 南极)
+                            self._core[(dname, aname, f)] = core_of(f, kept) if aname != "品牌" else (0, f)
                         self._held[key] = frozenset(held_out_subset(dname, aname, canonical, kept, negated))
                         for f in kept:
                             index.setdefault(f, []).append((aname, canonical, negated))
@@ -569,6 +657,14 @@ class Lexicon:
             return list(forms)
         held = self._held[key]
         return [f for f in forms if f not in held]
+
+    def core(self, domain: str, attr: str, surface: str, include_held_out: bool = True) -> tuple[int, str]:
+        """(offset, value) that an annotator marks inside `surface` (see DECORATIONS); a core that is a
+        held-out form is not used where held-out forms are not allowed (the whole surface is marked)."""
+        at, core = self._core.get((domain, attr, surface), (0, surface))
+        if not include_held_out and core != surface and self.is_held_out(domain, attr, core):
+            return 0, surface
+        return at, core
 
     def negated_forms(self, domain: str, attr: str, canonical: str, include_held_out: bool = True) -> list[str]:
         return self.forms(domain, attr, canonical, include_held_out, negated=True)

@@ -20,10 +20,14 @@ class Utterance:
             self.n += len(text)
         return self
 
-    def span(self, key: str, value: str) -> "Utterance":
+    def span(self, key: str, surface: str, core: tuple[int, str] | None = None) -> "Utterance":
+        """Say `surface` and annotate it, or only its core (offset, text) inside it (男士 -> 男)."""
         start = self.n
-        self.say(value)
-        self.attrs.append({"key": key, "value": value, "start": start, "exclusive_end": self.n})
+        self.say(surface)
+        at, value = core or (0, surface)
+        if surface[at:at + len(value)] != value:
+            raise ValueError(f"core {value!r} is not at {at} in {surface!r}")
+        self.attrs.append({"key": key, "value": value, "start": start + at, "exclusive_end": start + at + len(value)})
         return self
 
     def asked(self, key: str) -> "Utterance":
@@ -32,7 +36,8 @@ class Utterance:
         return self
 
     def fill(self, template: str, slots) -> "Utterance":
-        """Render `template`, whose '{}' are replaced in order by slots: (key, surface) -> span, str -> text."""
+        """Render `template`, whose '{}' are replaced in order by slots: (key, surface) or
+        (key, surface, (offset, core)) -> span, str -> text."""
         pieces = template.split("{}")
         if len(pieces) - 1 != len(slots):
             raise ValueError(f"template {template!r} has {len(pieces) - 1} slots, got {len(slots)}")
@@ -41,7 +46,7 @@ class Utterance:
             if i < len(slots):
                 slot = slots[i]
                 if isinstance(slot, tuple):
-                    self.span(slot[0], slot[1])
+                    self.span(*slot)
                 else:
                     self.say(slot)
         return self
