@@ -30,6 +30,7 @@ from .state import new_thread_state
 
 log = logging.getLogger(__name__)
 GRAPHS = ("llm", "crs")
+LAST_NODE = {"llm": "finish", "crs": "respond"}  # the node that ends a turn that replies normally
 HOW_TO_TRAIN = "train one with `bash scripts/run_default.sh` (see README), which writes runs/default"
 
 
@@ -75,10 +76,11 @@ class TurnResult:
 class Assistant:
     """Runs user turns through graph 'llm' (LLM in control) or 'crs' (CRS in control)."""
 
-    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str):
+    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str, models: dict[str, Any] | None = None):
         self.graph = graph
         self.corpus = corpus
         self.kind = graph_kind
+        self.models = dict(models or {})  # the loaded models the graph calls: 'crs', 'llm' (for batching, eval)
 
     # ------------------------------------------------------------------------------- building
     @classmethod
@@ -96,17 +98,18 @@ class Assistant:
         if graph_kind == "crs":
             from .graph_crs import build_crs_graph
 
-            graph = build_crs_graph(CRS.load(paths.crs_llm), LLM.load(paths.llm), corpus.items, policy,
-                                    checkpointer=checkpointer)
+            models = {"crs": CRS.load(paths.crs_llm), "llm": LLM.load(paths.llm)}
+            graph = build_crs_graph(models["crs"], models["llm"], corpus.items, policy, checkpointer=checkpointer)
         else:
             from llm.chat_model import PresalesChatModel
 
             from .graph_llm import build_llm_graph
 
             chat = PresalesChatModel.from_path(str(paths.controller))
-            graph = build_llm_graph(chat, CRS.load(paths.crs), corpus.items, policy, attributes=known_attributes(corpus),
+            models = {"crs": CRS.load(paths.crs), "llm": chat.llm}
+            graph = build_llm_graph(chat, models["crs"], corpus.items, policy, attributes=known_attributes(corpus),
                                     checkpointer=checkpointer)
-        return cls(graph, corpus, graph_kind)
+        return cls(graph, corpus, graph_kind, models)
 
     # -------------------------------------------------------------------------------- threads
     @staticmethod
@@ -144,6 +147,13 @@ class Assistant:
         for chunk in self.graph.stream(payload, self.config(thread_id), stream_mode="updates"):
             for node, update in chunk.items():
                 yield node, update if isinstance(update, dict) else {}
+
+    def seed_thread(self, thread_id: str, values: dict[str, Any]) -> None:
+        """Write a conversation state (e.g. a corpus dialogue's gold history) into a fresh thread as if
+        its last turn had just ended, so the next `send` runs on top of it; nothing is generated."""
+        if self.graph.get_state(self.config(thread_id)).values:
+            raise PresalesError(f"thread {thread_id} already exists: seed only a fresh thread")
+        self.graph.update_state(self.config(thread_id), values, as_node=LAST_NODE[self.kind])
 
     def state(self, thread_id: str) -> dict[str, Any]:
         return dict(self.graph.get_state(self.config(thread_id)).values)
