@@ -12,7 +12,8 @@ batched call and each caller gets its own slice of the result.
     results = run_concurrently(jobs, workers=8, batcher=batcher)
 
 Merged calls give the same outputs as separate ones (greedy decoding, left padding with an attention
-mask): only their speed differs. A waiting call is flushed after `max_wait_s` even when some worker
+mask): only their speed differs. When a merged call fails, its requests are run one by one, so only
+the caller whose input fails gets the error. A waiting call is flushed after `max_wait_s` even when some worker
 is busy elsewhere, so nothing can wait forever.
 """
 from __future__ import annotations
@@ -74,6 +75,8 @@ class CallBatcher:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _running: bool = False
     _wrapped: list = field(default_factory=list)  # (object, method name, what its instance held before)
+    _jobs_left: int = 0
+    _workers: int = 1
 
     def wrap(self, obj: Any, name: str, key: Callable[[Sequence, dict], Hashable] | None = None,
              split: Callable[[Any, list[int]], list[Any]] = split_list, max_batch: int = 32) -> None:
@@ -106,13 +109,17 @@ class CallBatcher:
         self._methods.clear()
 
     # ------------------------------------------------------------------------------------ workers
-    def enter(self) -> None:
+    def start_jobs(self, jobs: int, workers: int) -> None:
+        """`jobs` jobs are about to run on `workers` threads: until fewer are left, that many
+        callers are expected (a thread about to start its job counts, so the first calls wait for it)."""
         with self._cond:
-            self.active += 1
+            self._jobs_left, self._workers = jobs, workers
+            self.active = min(jobs, workers)
 
-    def leave(self) -> None:
+    def job_done(self) -> None:
         with self._cond:
-            self.active -= 1
+            self._jobs_left -= 1
+            self.active = min(self._jobs_left, self._workers)
             self._cond.notify_all()
 
     # ------------------------------------------------------------------------------------ calls
@@ -160,9 +167,12 @@ class CallBatcher:
                 parts = method.split(method.call(merged, **kwargs), [len(r.items) for r in group])
                 for r, part in zip(group, parts):
                     r.result = part
-            except BaseException as exc:  # every caller of the merged call gets the error
+            except Exception:  # noqa: BLE001 - one caller's bad input must not fail the others: one by one
                 for r in group:
-                    r.error = exc
+                    try:
+                        r.result = method.call(r.items, **r.kwargs)
+                    except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+                        r.error = exc
         finally:
             self._cond.acquire()
             self._running = False
@@ -177,8 +187,6 @@ def run_concurrently(jobs: Sequence[Callable[[], T]], workers: int, batcher: Cal
     order; a job that raises makes its result the exception object (the caller reports it)."""
 
     def run(index: int) -> Any:
-        if batcher is not None:
-            batcher.enter()
         try:
             result = jobs[index]()
         except Exception as exc:  # noqa: BLE001 - reported by the caller, with its job
@@ -186,12 +194,15 @@ def run_concurrently(jobs: Sequence[Callable[[], T]], workers: int, batcher: Cal
             result = exc
         finally:
             if batcher is not None:
-                batcher.leave()
+                batcher.job_done()
         if on_done is not None:
             on_done(index, result)
         return result
 
-    if workers <= 1:
+    workers = max(1, min(workers, len(jobs)))
+    if batcher is not None:
+        batcher.start_jobs(len(jobs), workers)
+    if workers == 1:
         return [run(i) for i in range(len(jobs))]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(run, range(len(jobs))))

@@ -32,6 +32,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,7 +277,8 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(points), desc=f"replay graph {kind}", unit="turn")
-    jobs = [lambda p=p, i=i: run_point(assistant, p, f"replay-{kind}-{i}") for i, p in enumerate(points)]
+    run_id = uuid.uuid4().hex[:8]  # thread ids of this replay, apart from any other run of the same graph
+    jobs = [lambda p=p, i=i: run_point(assistant, p, f"replay-{kind}-{run_id}-{i}") for i, p in enumerate(points)]
     start = time.perf_counter()
     try:
         results = run_concurrently(jobs, workers, batcher, on_done=(lambda _i, _r: bar.update(1)) if bar else None)

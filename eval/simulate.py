@@ -24,6 +24,7 @@ import logging
 import random
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,7 @@ class GraphPolicy:
     def start(self, episode: Episode) -> dict:
         from agent.state import new_thread_state
 
-        thread = f"simulate-{self.assistant.kind}-{episode.index}-{episode.seed}"
+        thread = f"simulate-{self.assistant.kind}-{uuid.uuid4().hex[:8]}-{episode.index}"
         self.assistant.seed_thread(thread, new_thread_state(episode.domain, list(episode.behaviours)))
         return {"thread": thread}
 

@@ -142,8 +142,9 @@ class SimulatedShopper:
         for attr in dict.fromkeys(asked):
             if attr in self.facts:
                 parts.append(self.rng.choice(ANSWERS).format(self._say(attr)))
-            else:
-                parts.append(self.rng.choice(INDIFFERENT).format(attr))
+            else:  # an attribute it knows of but its target lacks is named; anything else is not repeated
+                known = self._knows_domain() and attr in self.lexicon.attributes(self.domain)
+                parts.append(self.rng.choice(INDIFFERENT).format(attr if known else "这个"))
         return "，".join(parts) if parts else self.volunteer()
 
     def volunteer(self) -> str:
