@@ -351,8 +351,12 @@ def render_markdown(report: dict) -> str:
         row = g["metrics"].get("all", {})
         lines.append(f"| {GRAPH_NAMES[kind]} | {row.get('n', 0)} | " + " | ".join(_cell(row, m) for m in METRICS)
                      + f" | {g['turns_per_s']:.2f} |")
-    lines += ["", "Points each metric applies to: " + ", ".join(
-        f"{SHORT[m]} {next(iter(graphs.values()))['metrics'].get('all', {}).get('n_' + m, 0)}" for m in METRICS), ""]
+    lines.append("")
+    for kind, g in graphs.items():  # attribute-named and knowledge-true depend on what each graph did
+        row = g["metrics"].get("all", {})
+        lines.append(f"Turns each metric of {GRAPH_NAMES[kind]} applies to: "
+                     + ", ".join(f"{SHORT[m]} {row.get('n_' + m, 0)}" for m in METRICS) + ".")
+    lines.append("")
     lines += ["## Per category", ""]
     head = ["action-agreement", "und-f1", "ask-f1", "items-hit@1", "catalog-hit@10", "catalog-mrr@50", "bleu-1",
             "distinct-2", "attribute-named", "knowledge-true", "no-repetition"]
@@ -475,7 +479,7 @@ class ReplayArgs:
     workers: int = field(default=8, metadata={"help": "conversations run at once (their model calls are batched); "
                                                       "1: one after the other"})
     max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
-    progress: bool = True
+    progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
 
 
 def replay(args: ReplayArgs) -> dict:

@@ -323,7 +323,7 @@ class SimulateArgs:
     references: bool = field(default=True, metadata={"help": "also run the two reference policies"})
     workers: int = field(default=8, metadata={"help": "episodes run at once (their model calls are batched)"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/simulate)"})
-    progress: bool = True
+    progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
 
 
 def simulate(args: SimulateArgs) -> dict:

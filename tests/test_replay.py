@@ -185,3 +185,23 @@ def test_replay_bad_input_is_one_line(agent_run, tiny_corpus_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "presales.cli", "replay", "--data", str(tmp_path / "nope"),
                            "--run", str(agent_run), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope" in proc.stderr
+
+
+def test_a_replayed_turn_runs_on_the_gold_history_in_the_checkpointer(agent_run, tiny_corpus_dir):
+    from agent.assistant import Assistant, memory_checkpointer
+    from eval.replay import replay_points, run_point
+    from uneed.corpus import load_corpus
+
+    assistant = Assistant.from_run(agent_run, "crs", checkpointer=memory_checkpointer())
+    point = next(p for p in replay_points(load_corpus(tiny_corpus_dir), "test") if len(p.history["transcript"]) >= 3)
+    result = run_point(assistant, point, "gold-thread")
+    gold = point.history["transcript"]
+    transcript = result["state"]["transcript"]
+    assert transcript[:len(gold)] == gold  # the earlier turns are the corpus's, not re-generated
+    assert transcript[len(gold)]["text"] == point.user_text and transcript[-1]["speaker"] == "客服"
+    needs = result["state"]["needs"]
+    assert all(set(v) <= set(needs.get(k, [])) for k, v in point.history["needs"].items())
+    steps = assistant.history("gold-thread")
+    assert steps[-1]["next"] == [] and len(steps) > 3  # the seeded checkpoint, then the turn's nodes
+    with pytest.raises(PresalesError, match="already exists"):
+        assistant.seed_thread("gold-thread", point.history)
