@@ -1,7 +1,7 @@
 """Replay speed per graph: turns/s with the model calls of concurrent threads batched (eval/batching.py)
 against the same turns run one after the other, measured in the same run.
 
-    python bench/bench_replay.py --run runs/default --dialogues 20 [--workers 8] [--split test]
+    python bench/bench_replay.py --run runs/default --dialogues 20 [--workers 16] [--split test]
 
 Prints, per graph, the turns, seconds and turns/s of both ways and their ratio, and the time the
 whole split would take batched (the README's 5-minute budget for the `small` test split).
@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--data", default="", help="U-NEED-format directory (default: the run's corpus)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--dialogues", type=int, default=20, help="dialogues replayed (both ways)")
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=16)
     args = ap.parse_args()
     set_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)

@@ -36,7 +36,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
@@ -107,10 +107,12 @@ def _add_turn(state: dict, turn: Turn) -> dict:
     return apply_update(state, update)
 
 
-def dialogue_points(d: Dialogue, behaviours: list[str]) -> Iterator[ReplayPoint]:
+def dialogue_points(d: Dialogue, behaviours: Callable[[str], list[str]]) -> Iterator[ReplayPoint]:
+    """behaviours(time): the user's behaviours before that time (what the shop knows when the staff
+    answers, as the offline recommendation samples have them)."""
     from agent.state import new_thread_state
 
-    state = new_thread_state(d.domain, behaviours)
+    state = new_thread_state(d.domain, [])
     turns = d.dialogue
     previous_reply = None
     block = 0
@@ -128,7 +130,8 @@ def dialogue_points(d: Dialogue, behaviours: list[str]) -> Iterator[ReplayPoint]
                 gold_tags=list(dict.fromkeys(a.tag for a in turn.attributes)), gold_act=staff_act(following),
                 gold_asked=list(dict.fromkeys(a.key for t in following if t.act_tag == STAFF_ASK for a in t.attributes)),
                 gold_items=list(dict.fromkeys(x for t in following for x in t.rec_item_id)),
-                gold_text=" ".join(said), previous_reply=previous_reply, history=state)
+                gold_text=" ".join(said), previous_reply=previous_reply,
+                history={**state, "behaviours": behaviours(following[0].time)})
             block += 1
         state = _add_turn(state, turn)
         if not turn.is_user:
@@ -138,8 +141,7 @@ def dialogue_points(d: Dialogue, behaviours: list[str]) -> Iterator[ReplayPoint]
 def replay_points(corpus: Corpus, split: str, max_dialogues: int | None = None) -> list[ReplayPoint]:
     points = []
     for d in corpus.split(split)[:max_dialogues]:
-        first_time = d.dialogue[0].time if d.dialogue else None
-        points.extend(dialogue_points(d, corpus.user_behaviours(d.userid, before=first_time)))
+        points.extend(dialogue_points(d, lambda time, user=d.userid: corpus.user_behaviours(user, before=time)))
     return points
 
 
@@ -476,7 +478,7 @@ class ReplayArgs:
     graph: str = field(default="both", metadata={"help": "llm | crs | both"})
     split: str = field(default="test", metadata={"help": "train | valid | test"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/replay)"})
-    workers: int = field(default=8, metadata={"help": "conversations run at once (their model calls are batched); "
+    workers: int = field(default=16, metadata={"help": "conversations run at once (their model calls are batched); "
                                                       "1: one after the other"})
     max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})

@@ -321,7 +321,7 @@ class SimulateArgs:
     seed: int = field(default=0, metadata={"help": "the same seed gives the same episodes and words"})
     split: str = field(default="test", metadata={"help": "the split whose dialogues give the targets"})
     references: bool = field(default=True, metadata={"help": "also run the two reference policies"})
-    workers: int = field(default=8, metadata={"help": "episodes run at once (their model calls are batched)"})
+    workers: int = field(default=16, metadata={"help": "episodes run at once (their model calls are batched)"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/simulate)"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
 

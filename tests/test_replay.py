@@ -39,12 +39,13 @@ def hand_dialogue():
 
 
 def test_replay_points_hold_the_gold_history(hand_dialogue):
-    points = list(dialogue_points(hand_dialogue, ["B9"]))
+    points = list(dialogue_points(hand_dialogue, lambda time: ["B9"] if time >= "2022-09-01 10:00:04" else []))
     assert [p.key for p in points] == ["s1/0", "s1/1", "s1/2"]
     first, second, third = points
     assert (first.gold_act, first.gold_asked, first.gold_tags, first.previous_reply) == \
         ("ask", ["肤质"], ["功效：保湿", "品类：面霜"], None)
-    assert first.history["transcript"] == [] and first.history["behaviours"] == ["B9"]
+    assert first.history["transcript"] == [] and first.history["behaviours"] == []
+    assert second.history["behaviours"] == ["B9"]  # what the user browsed before the staff answered
     # the staff block (a link, then its explanation) is one point; link-only words are not a reference
     assert (second.gold_act, second.gold_items, second.gold_text) == ("recommend", ["A1"], "这款面霜很保湿")
     assert second.previous_reply == "请问您是什么肤质呢"
@@ -55,7 +56,7 @@ def test_replay_points_hold_the_gold_history(hand_dialogue):
 
 
 def test_every_replay_metric_by_hand(hand_dialogue):
-    ask, rec, last = dialogue_points(hand_dialogue, [])
+    ask, rec, last = dialogue_points(hand_dialogue, lambda time: [])
     items = {"A3": Item("A3", "x", {"功效": ["补水"]}), "A1": Item("A1", "x", {"功效": ["保湿"]})}
     vocab = {"功效": {"补水", "滋润", "保湿"}}
 
