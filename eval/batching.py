@@ -8,13 +8,14 @@ once every running worker is waiting on a model call, the calls of one kind are 
 batched call and each caller gets its own slice of the result.
 
     batcher = CallBatcher()
-    batcher.wrap(llm, "generate", key=lambda prompts, kw: kw.get("max_new_tokens"))
-    results = run_concurrently(jobs, workers=8, batcher=batcher)
+    batch_models(batcher, crs_models=[crs], llm_models=[llm])   # or batcher.wrap(obj, "method", ...)
+    results = run_concurrently(jobs, workers=16, batcher=batcher)
+    batcher.restore()
 
 Merged calls give the same outputs as separate ones (greedy decoding, left padding with an attention
 mask): only their speed differs. When a merged call fails, its requests are run one by one, so only
-the caller whose input fails gets the error. A waiting call is flushed after `max_wait_s` even when some worker
-is busy elsewhere, so nothing can wait forever.
+the caller whose input fails gets the error. A waiting call is flushed after `max_wait_s` even when
+some worker is busy elsewhere, so nothing can wait forever.
 """
 from __future__ import annotations
 

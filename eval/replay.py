@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
 from uneed.errors import PresalesError
-from uneed.metrics import get_metric, rank_of, reply_text
+from uneed.metrics import REPLY_CHECKS, get_metric, rank_of, reply_text
 from uneed.schema import DOMAINS, LINK_ONLY, SPLITS, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
 
 log = logging.getLogger("eval.replay")
@@ -53,8 +53,7 @@ CATALOG_K = 50
 # the metrics of a replayed turn, in report order (None where one does not apply to a point)
 METRICS = ["action-agreement", "und-precision", "und-recall", "und-f1", "ask-precision", "ask-recall", "ask-f1",
            "items-hit@1", "items-mrr", "catalog-hit@1", "catalog-hit@5", "catalog-hit@10", "catalog-hit@50",
-           "catalog-mrr@50", "bleu-1", "bleu-2", "distinct-1", "distinct-2", "attribute-named", "knowledge-true",
-           "no-repetition"]
+           "catalog-mrr@50", "bleu-1", "bleu-2", "distinct-1", "distinct-2", *REPLY_CHECKS]
 
 
 # ----------------------------------------------------------------------------------- replay points
@@ -322,8 +321,8 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
 # ----------------------------------------------------------------------------------- the report
 GRAPH_NAMES = {"llm": "graph 1 (LLM in control)", "crs": "graph 2 (CRS in control)"}
 # replay metric -> (offline task, offline metric) of the paper's tables: the same thing measured offline
-OFFLINE_OF = {"und-f1": ("understand", "f1"), "ask-f1": ("elicit", "f1"), "catalog-hit@10": ("recommend_catalog", "hit@10"),
-              "catalog-hit@50": ("recommend_catalog", "hit@50"), "bleu-1": ("respond", "bleu-1"),
+OFFLINE_OF = {"und-f1": ("understand", "f1"), "ask-f1": ("elicit", "f1"),
+              "catalog-hit@10": ("recommend_catalog", "hit@10"), "catalog-hit@50": ("recommend_catalog", "hit@50"), "bleu-1": ("respond", "bleu-1"),
               "distinct-2": ("respond", "distinct-2")}
 # the offline rows (eval.tables.METHODS names) that hold the same models as each graph
 OFFLINE_ROWS = {"llm": ["CRS", "LLM"], "crs": ["LLM assisting CRS", "LLM"]}
@@ -372,8 +371,8 @@ def render_markdown(report: dict) -> str:
     for kind, g in graphs.items():
         for gold in ("ask", "recommend", "explain"):
             counts = g["confusion"].get(gold, {})
-            lines.append(f"| {kind} | {gold} ({sum(counts.values())}) | " + " | ".join(str(counts.get(a, 0)) for a in ACTIONS)
-                         + " |")
+            cells = " | ".join(str(counts.get(a, 0)) for a in ACTIONS)
+            lines.append(f"| {kind} | {gold} ({sum(counts.values())}) | {cells} |")
     if report.get("offline"):
         lines += ["", "## Replay beside the offline scores of the same models", "",
                   "| metric | " + " | ".join(f"replay {k}" for k in graphs) + " | " + " | ".join(
@@ -384,7 +383,8 @@ def render_markdown(report: dict) -> str:
             cells += [f"{report['offline'][n][task][om]:.3f}" if om in report["offline"][n].get(task, {}) else "-"
                       for n in report["offline"]]
             lines.append(f"| {SHORT[m]} ({task} {om} offline) | " + " | ".join(cells) + " |")
-    lines += ["", "## Timing", "", "| graph | turns | seconds | turns/s | model calls asked | batched calls made | workers |",
+    lines += ["", "## Timing", "",
+              "| graph | turns | seconds | turns/s | model calls asked | batched calls made | workers |",
               "|---|---|---|---|---|---|---|"]
     for kind, g in graphs.items():
         b = g["batching"]
@@ -460,7 +460,8 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
         for g in report["graphs"].values():
             for record in g["records"]:
                 fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    summary = {**report, "graphs": {k: {n: v for n, v in g.items() if n != "records"} for k, g in report["graphs"].items()}}
+    summary = {**report, "graphs": {k: {n: v for n, v in g.items() if n != "records"}
+                                    for k, g in report["graphs"].items()}}
     paths["json"].write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     write_csv(paths["csv"], report["graphs"])
     plot(report, paths["png"])

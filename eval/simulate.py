@@ -115,7 +115,8 @@ class PopularPolicy:
         ctx["next"] += 1
         if not ranking:
             return StaffTurn("explain", "暂时没有更多推荐了")
-        return StaffTurn("recommend", f"【商品 {ranking[0]}】这款卖得最好哦", items=ranking[:1], ranking=ranking)
+        return StaffTurn("recommend", f"【商品 {ranking[0]}】这款卖得最好哦", items=ranking[:1],
+                         ranking=ranking)
 
 
 class RandomAskCRSPolicy:
@@ -150,7 +151,8 @@ class RandomAskCRSPolicy:
             attribute = ctx["rng"].choice(left)
             ctx["asked"].append(attribute)
             reply = f"亲，请问{attribute}有什么要求呢"
-            ctx["transcript"].append(Utterance("客服", reply, "系统提问", tags=[f"{attribute}："], asked=[attribute]))
+            ctx["transcript"].append(Utterance("客服", reply, "系统提问", tags=[f"{attribute}："],
+                                               asked=[attribute]))
             return StaffTurn("ask", reply, asked=[attribute])
         ranked = self.crs.recommend([ctx["transcript"]], [ctx["needs"]], [ctx["behaviours"]], k=self.k,
                                     exclude=[ctx["shown"]])[0]
@@ -270,7 +272,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Simulated shoppers against `{report['run']}`", "",
              f"{report['episodes']} episodes (seed {report['seed']}, at most {report['max_turns']} agent turns each), "
              "the same episodes for every policy.", "",
-             "| policy | episodes | " + " | ".join(c for _, c in COLUMNS) + " | seconds |", "|---" * (len(COLUMNS) + 3) + "|"]
+             "| policy | episodes | " + " | ".join(c for _, c in COLUMNS) + " | seconds |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
     for name, p in pols.items():
         row = p["summary"]["all"]
         lines.append(f"| {name} | {row['episodes']} | " + " | ".join(_fmt(row[k]) for k, _ in COLUMNS)
@@ -289,7 +292,8 @@ def render_markdown(report: dict) -> str:
             outcome = f"found at turn {ep['turns']}" if ep["success"] else "not found"
             lines += [f"**{name}, episode {ep['episode']}** ({ep['domain']}, target {ep['target']}: {outcome})", "", "```"]
             for t in ep["transcript"]:
-                tag = f" [{t['action']}{' ' + '、'.join(t['asked']) if t.get('asked') else ''}]" if t["speaker"] == "agent" else ""
+                asked = " " + "、".join(t["asked"]) if t.get("asked") else ""
+                tag = f" [{t['action']}{asked}]" if t["speaker"] == "agent" else ""
                 lines.append(f"{t['speaker']}{tag}: {t['text']}")
             lines += ["```", ""]
     return "\n".join(lines)
