@@ -36,6 +36,7 @@ from .state import new_thread_state
 
 log = logging.getLogger(__name__)
 GRAPHS = ("llm", "crs")
+LAST_NODE = {"llm": "finish", "crs": "respond"}  # the node that ends a turn that replies normally
 HOW_TO_TRAIN = "train one with `bash scripts/run_default.sh` (see README), which writes runs/default"
 
 
@@ -81,10 +82,12 @@ class TurnResult:
 class Assistant:
     """Runs user turns through graph 'llm' (LLM in control) or 'crs' (CRS in control)."""
 
-    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str, leases: "ThreadLeases | None" = None):
+    def __init__(self, graph: Any, corpus: Corpus, graph_kind: str, models: dict[str, Any] | None = None,
+                 leases: "ThreadLeases | None" = None):
         self.graph = graph
         self.corpus = corpus
         self.kind = graph_kind
+        self.models = dict(models or {})  # the loaded models the graph calls: 'crs', 'llm' (for batching, eval)
         self.leases = leases or ThreadLeases(None)
 
     # ------------------------------------------------------------------------------- building
@@ -105,17 +108,18 @@ class Assistant:
         if graph_kind == "crs":
             from .graph_crs import build_crs_graph
 
-            graph = build_crs_graph(load_crs(paths.crs_llm, corpus), LLM.load(paths.llm), corpus.items, policy,
-                                    checkpointer=checkpointer)
+            models = {"crs": load_crs(paths.crs_llm, corpus), "llm": LLM.load(paths.llm)}
+            graph = build_crs_graph(models["crs"], models["llm"], corpus.items, policy, checkpointer=checkpointer)
         else:
             from llm.chat_model import PresalesChatModel
 
             from .graph_llm import build_llm_graph
 
             chat = PresalesChatModel.from_path(str(paths.controller))
-            graph = build_llm_graph(chat, load_crs(paths.crs, corpus), corpus.items, policy,
-                                    attributes=known_attributes(corpus), checkpointer=checkpointer)
-        return cls(graph, corpus, graph_kind, leases)
+            models = {"crs": load_crs(paths.crs, corpus), "llm": chat.llm}
+            graph = build_llm_graph(chat, models["crs"], corpus.items, policy, attributes=known_attributes(corpus),
+                                    checkpointer=checkpointer)
+        return cls(graph, corpus, graph_kind, models, leases)
 
     # -------------------------------------------------------------------------------- threads
     @staticmethod
@@ -165,6 +169,13 @@ class Assistant:
 
     def exists(self, thread_id: str) -> bool:
         return bool(self.graph.get_state(self.config(thread_id)).values)
+
+    def seed_thread(self, thread_id: str, values: dict[str, Any]) -> None:
+        """Write a conversation state (e.g. a corpus dialogue's gold history) into a fresh thread as if
+        its last turn had just ended, so the next `send` runs on top of it; nothing is generated."""
+        if self.graph.get_state(self.config(thread_id)).values:
+            raise PresalesError(f"thread {thread_id} already exists: seed only a fresh thread")
+        self.graph.update_state(self.config(thread_id), values, as_node=LAST_NODE[self.kind])
 
     def state(self, thread_id: str) -> dict[str, Any]:
         return dict(self.graph.get_state(self.config(thread_id)).values)

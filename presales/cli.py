@@ -8,6 +8,8 @@
     presales train crs|llm-base|llm|controller ARGS training scripts (each has its own --help)
     presales eval tables --run RUN                  the paper's tables from a run's test metrics
     presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
+    presales replay --data DIR --run RUN            the graphs replayed on U-NEED dialogues, against the staff
+    presales simulate --run RUN --episodes N        the graphs against simulated shoppers with hidden targets
 
 Errors a user can fix are printed as one clear message with a non-zero exit, never a traceback.
 """
@@ -188,6 +190,20 @@ def chat(
     from agent.chat import run_chat
 
     run_chat(graph, run, category, thread, trace, user, db)
+
+
+# ------------------------------------------------------------------------------- replay, simulate
+AGENT_EVAL_SCRIPTS = {
+    "replay": ("eval.replay", "Replay U-NEED dialogues through the graphs, turn by turn against the staff "
+                              "(--data DIR --run RUN --graph llm|crs|both --split test --out REPORT_DIR)."),
+    "simulate": ("eval.simulate", "Simulated shoppers with hidden target items against the graphs and two reference "
+                                  "policies (--run RUN --graph llm|crs|both --episodes N --max-turns T --seed S)."),
+}
+for _name, (_module, _help) in AGENT_EVAL_SCRIPTS.items():
+    def _agent_eval(ctx: typer.Context, _module: str = _module) -> None:
+        _run_script(_module, list(ctx.args))
+
+    app.command(_name, help=_help + " Run with --help for its arguments.", context_settings=PASSTHROUGH)(_agent_eval)
 
 
 # ------------------------------------------------------------------------------------------- main

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, end to end on CPU (about an hour on 2 cores):
 #   corpus → CRS → LLM pre-training → LLM instruction tuning → both collaborations → controller
+#   → the paper's tables → replay of the test split and simulated shoppers through both graphs
 # and an agent run directory that `presales chat --run runs/default` loads.
 #   OUT=runs/default DATA=data/small SCALE=small bash scripts/run_default.sh
 # PROFILE=tiny runs the same steps with the tiny corpus and the tiny configs (a few minutes): a smoke test
@@ -60,5 +61,15 @@ done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/
 step "the paper's tables → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"
 cat "$OUT/tables.md"
+
+# the agent measured as it runs (eval/replay.py, eval/simulate.py); a finished report is not made again
+EPISODES=${EPISODES:-$([ "$PROFILE" = tiny ] && echo 10 || echo 100)}
+step "replay of the test split through both graphs → $OUT/replay"
+[ -f "$OUT/replay/replay.json" ] || presales replay --data "$DATA" --run "$OUT" --graph both --split test \
+    --out "$OUT/replay" --progress false
+
+step "simulated shoppers, $EPISODES episodes per graph and reference policy → $OUT/simulate"
+[ -f "$OUT/simulate/simulate.json" ] || presales simulate --run "$OUT" --graph both --episodes "$EPISODES" \
+    --max-turns 8 --seed "$SEED" --out "$OUT/simulate" --progress false
 echo
 echo "Talk to it:  presales chat --graph llm --run $OUT     (or --graph crs)"

@@ -145,7 +145,7 @@ def test_a_db_path_under_a_file_is_a_clear_error(agent_run, tmp_path):
 # ----------------------------------------------------------------------------------- one writer per thread
 def test_a_turn_waits_for_the_thread_and_is_refused_when_it_stays_busy(assistant):
     leases = ThreadLeases(assistant.leases.db_path, wait_s=0.3)
-    busy = Assistant(assistant.graph, assistant.corpus, assistant.kind, leases)
+    busy = Assistant(assistant.graph, assistant.corpus, assistant.kind, leases=leases)
     with ThreadLeases(leases.db_path).hold("busy-1"):  # another writer (as another process would hold it)
         t0 = time.monotonic()
         with pytest.raises(ThreadBusyError, match="thread busy-1 is busy with another turn"):

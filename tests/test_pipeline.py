@@ -28,14 +28,16 @@ def test_run_default_tiny_end_to_end(tmp_path):
     assert (out / "llm-base" / "model" / "config.json").is_file()
     assert "Table 3" in (out / "tables.md").read_text("utf-8")
     assert (out / "agent.yaml").read_text("utf-8").strip() == f"data: {data.resolve()}"
+    assert (out / "replay" / "replay.md").is_file() and (out / "simulate" / "simulate.md").is_file()
     # the combined prediction files hold each split once
     lines = (out / "crs" / "predictions_all.jsonl").read_text("utf-8").splitlines()
     assert len(lines) == sum(len(p.read_text("utf-8").splitlines()) for p in (out / "crs").glob("predictions_*.jsonl")
                              if p.name != "predictions_all.jsonl")
-    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/test_metrics.json")}
+    finished = {p: p.stat().st_mtime_ns for p in [*out.glob("*/test_metrics.json"), out / "replay" / "replay.json",
+                                                   out / "simulate" / "simulate.json"]}
     again = run_script(out, data)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*/test_metrics.json")} == finished  # nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing retrained, no report made again
 
 
 def test_unknown_profile_is_refused(tmp_path):

@@ -8,8 +8,9 @@ Each metric scores one sample; `evaluate` averages them over samples, overall an
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 MetricFn = Callable[..., float]
 METRICS: dict[str, MetricFn] = {}
@@ -157,3 +158,49 @@ def evaluate(task: str, preds: Sequence, golds: Sequence, categories: Sequence[s
     if not out:
         out["all"] = {name: 0.0 for name in names} | {"n": 0}
     return out
+
+
+# ---------------------------------------------------------------------------------------- reply checks
+# Checks of one staff reply as the agent says it (replay and simulation score them turn by turn).
+# Each is looked up by name like the metrics above and gives 1.0 (the reply passes) or 0.0.
+#   attribute-named   a question names what it asks: an asked attribute or one of its offered values
+#   knowledge-true    a reply about an item states no value of a relation that the item does not have
+#   no-repetition     the reply is not the previous staff reply again (a back-to-back repetition)
+ITEM_CARD = re.compile(r"^【商品[^】]*】")  # the link card a recommendation reply starts with
+MIN_VALUE_CHARS = 2  # shorter values ('高', '中') match by accident in any sentence
+
+
+def reply_text(reply: str) -> str:
+    """The words of a reply without its leading item link card."""
+    return ITEM_CARD.sub("", reply or "").strip()
+
+
+@register("attribute-named")
+def attribute_named(reply: str, asked: Iterable[str]) -> float:
+    """asked: 'key：value' tags or bare keys of the attributes the reply asks about."""
+    words = reply_text(reply)
+    names = [part for tag in asked for part in tag.split("：") if part]
+    return 1.0 if any(name in words for name in names) else 0.0
+
+
+@register("knowledge-true")
+def knowledge_true(reply: str, knowledge: Mapping[str, Sequence[str]],
+                   vocabulary: Mapping[str, Iterable[str]]) -> float:
+    """knowledge: the item's relation -> values; vocabulary: relation -> every value the catalog has.
+    A value of relation r named in the reply must be one of the item's values of r."""
+    words = reply_text(reply)
+    for relation, own in knowledge.items():
+        for value in vocabulary.get(relation, ()):
+            if len(value) >= MIN_VALUE_CHARS and value not in own and value in words \
+                    and not any(value in v or v in value for v in own):  # '纯棉' beside the item's '棉' is no error
+                return 0.0
+    return 1.0
+
+
+@register("no-repetition")
+def no_repetition(reply: str, previous: str | None) -> float:
+    """previous: the staff reply right before this one in the conversation (None: there is none)."""
+    return 0.0 if previous is not None and reply_text(reply) == reply_text(previous) and reply_text(reply) else 1.0
+
+
+REPLY_CHECKS = ("attribute-named", "knowledge-true", "no-repetition")

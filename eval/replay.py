@@ -1,0 +1,542 @@
+"""Replay of U-NEED dialogues through the graphs: the agent measured turn by turn against the staff.
+
+    presales replay --data DIR --run RUN --graph llm|crs|both [--split test] --out REPORT_DIR
+
+A replay point is a user message followed by staff turns (a staff block: e.g. a link, then its
+explanation; the graph answers one message with one reply, so the block is one point). For each
+point a fresh thread holds the gold history up to that message (the earlier turns with their act
+tags, annotations and items, written into the checkpointer with `Assistant.seed_thread`, nothing
+re-generated), the graph runs on the message, and what it did is scored against what the staff did:
+
+    action      ask / recommend / explain / close, and whether it agrees with the staff's act tag
+                (close answers with an explanation of the accepted item: 系统解释)
+    understand  P / R / F1 of the graph's tags of the message against its annotations
+    ask         P / R / F1 of the attributes it asked against those the staff asked (staff questions)
+    items       rank of the staff's item among the items the graph recommended this turn (hit@1: the
+                item it showed; mrr), for staff recommendations
+    catalog     rank of the staff's item over the whole catalog, ranked by the graph's CRS from the
+                thread's state after the turn was understood (hit@1/5/10/50, mrr@50)
+    reply       BLEU-1/2 against the staff's words (link-only turns left out), Distinct-1/2, and the
+                reply checks of uneed.metrics: attribute-named (questions), knowledge-true (replies
+                about an item), no-repetition (against the previous staff reply)
+
+Per category and overall in REPORT_DIR/replay.{md,json,csv}, a chart beside the offline scores of the
+same models (replay.png), and every step of every replayed turn in replay_steps.jsonl. Many threads
+run at once and their model calls are merged into batches (eval/batching.py); `--workers 1` runs
+them one by one. Items the knowledge file lacks are counted in the report, never fatal.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from uneed.arguments import parse_args
+from uneed.corpus import CATEGORY_RELATION, Corpus, Item
+from uneed.errors import PresalesError
+from uneed.metrics import REPLY_CHECKS, get_metric, rank_of, reply_text
+from uneed.schema import DOMAINS, LINK_ONLY, SPLITS, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
+
+log = logging.getLogger("eval.replay")
+
+ACTIONS = ("ask", "recommend", "explain", "close")
+ACTION_OF_TAG = {STAFF_ASK: "ask", STAFF_RECOMMEND: "recommend", STAFF_EXPLAIN: "explain"}
+TAG_OF_ACTION = {"ask": STAFF_ASK, "recommend": STAFF_RECOMMEND, "explain": STAFF_EXPLAIN, "close": STAFF_EXPLAIN}
+CATALOG_K = 50
+# the metrics of a replayed turn, in report order (None where one does not apply to a point)
+METRICS = ["action-agreement", "und-precision", "und-recall", "und-f1", "ask-precision", "ask-recall", "ask-f1",
+           "items-hit@1", "items-mrr", "catalog-hit@1", "catalog-hit@5", "catalog-hit@10", "catalog-hit@50",
+           "catalog-mrr@50", "bleu-1", "bleu-2", "distinct-1", "distinct-2", *REPLY_CHECKS]
+
+
+# ----------------------------------------------------------------------------------- replay points
+@dataclass
+class ReplayPoint:
+    key: str  # sid/block number
+    sid: str
+    domain: str
+    user_text: str  # the message the graph runs on
+    gold_tags: list[str]  # its annotations
+    gold_act: str  # the staff block's act: recommend > ask > explain
+    gold_asked: list[str]  # attribute keys the staff asked
+    gold_items: list[str]  # items the staff recommended
+    gold_text: str  # what the staff said (link-only turns left out)
+    previous_reply: str | None  # the staff turn right before the message
+    history: dict = field(repr=False)  # the thread state before the message (gold)
+
+
+def staff_act(turns: Sequence[Turn]) -> str:
+    tags = {t.act_tag for t in turns}
+    if STAFF_RECOMMEND in tags and any(t.rec_item_id for t in turns):
+        return "recommend"
+    return "ask" if STAFF_ASK in tags else "explain"
+
+
+def _turn_record(turn: Turn) -> dict:
+    from tools.dialogue import turn_record
+
+    asked = [a.key for a in turn.attributes] if turn.act_tag == STAFF_ASK else []
+    return turn_record(turn.sender_type, turn.send_content, turn.act_tag, tags=[a.tag for a in turn.attributes],
+                       asked=list(dict.fromkeys(asked)), items=list(turn.rec_item_id))
+
+
+def _add_turn(state: dict, turn: Turn) -> dict:
+    """The thread state after one gold turn, kept the way the graphs keep it."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from agent.policy import needs_of, rejected_items
+    from agent.state import apply_update
+
+    record = _turn_record(turn)
+    if turn.is_user:
+        update = {"messages": [HumanMessage(turn.send_content)], "transcript": [record],
+                  "needs": needs_of(record["tags"]), "rejected": rejected_items(state, turn.send_content)}
+    else:
+        update = {"messages": [AIMessage(turn.send_content)], "transcript": [record], "asked": record["asked"],
+                  "recommended": record["items"], "reply": turn.send_content}
+        if record["items"]:
+            update["candidates"] = record["items"]
+    return apply_update(state, update)
+
+
+def dialogue_points(d: Dialogue, behaviours: Callable[[str], list[str]]) -> Iterator[ReplayPoint]:
+    """behaviours(time): the user's behaviours before that time (what the shop knows when the staff
+    answers, as the offline recommendation samples have them)."""
+    from agent.state import new_thread_state
+
+    state = new_thread_state(d.domain, [])
+    turns = d.dialogue
+    previous_reply = None
+    block = 0
+    for i, turn in enumerate(turns):
+        following = []
+        if turn.is_user:
+            j = i + 1
+            while j < len(turns) and not turns[j].is_user:
+                following.append(turns[j])
+                j += 1
+        if turn.is_user and following and turn.send_content.strip():
+            said = [t.send_content for t in following if t.send_content.strip() != LINK_ONLY]
+            yield ReplayPoint(
+                key=f"{d.sid}/{block}", sid=d.sid, domain=d.domain, user_text=turn.send_content,
+                gold_tags=list(dict.fromkeys(a.tag for a in turn.attributes)), gold_act=staff_act(following),
+                gold_asked=list(dict.fromkeys(a.key for t in following if t.act_tag == STAFF_ASK for a in t.attributes)),
+                gold_items=list(dict.fromkeys(x for t in following for x in t.rec_item_id)),
+                gold_text=" ".join(said), previous_reply=previous_reply,
+                history={**state, "behaviours": behaviours(following[0].time)})
+            block += 1
+        state = _add_turn(state, turn)
+        if not turn.is_user:
+            previous_reply = turn.send_content
+
+
+def replay_points(corpus: Corpus, split: str, max_dialogues: int | None = None) -> list[ReplayPoint]:
+    points = []
+    for d in corpus.split(split)[:max_dialogues]:
+        points.extend(dialogue_points(d, lambda time, user=d.userid: corpus.user_behaviours(user, before=time)))
+    return points
+
+
+# ----------------------------------------------------------------------------------- running a graph
+def observe(point: ReplayPoint, state: Mapping[str, Any], events: list[dict]) -> dict:
+    """What the graph did on this point, read from the thread's state after the turn."""
+    from tools.dialogue import STAFF
+
+    transcript = state.get("transcript", [])
+    n = len(point.history.get("transcript", []))
+    user = transcript[n] if len(transcript) > n else {}
+    staff = transcript[-1] if len(transcript) > n + 1 and transcript[-1]["speaker"] == STAFF else {}
+    closed = any(e.get("node") == "close" for e in events)
+    action = "close" if closed else ACTION_OF_TAG.get(staff.get("act_tag", ""), "explain")
+    items = list(staff.get("items", []))
+    ranking = items + [c for c in state.get("candidates", []) if c not in items] if items and not closed else []
+    llm_item = next((e.get("args", {}).get("llm_item") for e in events if e.get("tool") == "crs.recommend"), None)
+    return {"action": action, "tags": list(user.get("tags", [])), "asked": list(staff.get("asked", [])),
+            "attributes": list(staff.get("tags", [])), "items": items, "ranking": ranking,
+            "reply": state.get("reply", ""), "llm_item": llm_item}
+
+
+def run_point(assistant: Any, point: ReplayPoint, thread_id: str) -> dict:
+    assistant.seed_thread(thread_id, point.history)
+    result = assistant.send(point.user_text, thread_id=thread_id)
+    return {"prediction": observe(point, result.state, result.events), "events": result.events,
+            "state": result.state}
+
+
+def catalog_ranks(crs: Any, runs: list[tuple[ReplayPoint, dict]]) -> list[int | None]:
+    """Rank of the staff's item over the whole catalog, from each thread's state after the turn was
+    understood (the staff reply of the graph left out), by the CRS the graph recommends with."""
+    from tools.dialogue import need_pairs, utterances
+
+    contexts, needs, behaviours, exclude, llm_items = [], [], [], [], []
+    for point, run in runs:
+        state = run["state"]
+        ctx = utterances(state)
+        n = len(point.history.get("transcript", []))
+        contexts.append(ctx[:n + 1])
+        needs.append(need_pairs(state))
+        behaviours.append(list(state.get("behaviours", [])))
+        exclude.append(list(state.get("rejected", [])))
+        llm_items.append(run["prediction"]["llm_item"])
+    if not contexts:
+        return []
+    ranked = crs.recommend(contexts, needs, behaviours, k=CATALOG_K, exclude=exclude,
+                           llm_items=llm_items if any(llm_items) else None)
+    out = []
+    for (point, _run), items in zip(runs, ranked):
+        ids = [s.item_id for s in items]
+        ranks = [r for r in (rank_of(g, ids) for g in point.gold_items) if r is not None]
+        out.append(min(ranks) if ranks else None)
+    return out
+
+
+# ----------------------------------------------------------------------------------- scoring
+def knowledge_vocabulary(items: Mapping[str, Item]) -> dict[str, set[str]]:
+    vocab: dict[str, set[str]] = defaultdict(set)
+    for item in items.values():
+        for relation, values in item.knowledge.items():
+            if relation != CATEGORY_RELATION:
+                vocab[relation].update(values)
+    return vocab
+
+
+def score_point(point: ReplayPoint, pred: dict, catalog_rank: int | None, items: Mapping[str, Item],
+                vocabulary: Mapping[str, set[str]]) -> dict[str, float | None]:
+    s: dict[str, float | None] = {m: None for m in METRICS}
+    s["action-agreement"] = float(TAG_OF_ACTION[pred["action"]] == TAG_OF_ACTION[point.gold_act])
+    if point.gold_tags:
+        for m in ("precision", "recall", "f1"):
+            s[f"und-{m}"] = get_metric(m)(pred["tags"], point.gold_tags)
+    if point.gold_asked:
+        for m in ("precision", "recall", "f1"):
+            s[f"ask-{m}"] = get_metric(m)(pred["asked"], point.gold_asked)
+    if point.gold_items:
+        ranks = [r for r in (rank_of(g, pred["ranking"]) for g in point.gold_items) if r is not None]
+        rank = min(ranks) if ranks else None
+        s["items-hit@1"] = get_metric("hit@1")(rank)
+        s["items-mrr"] = get_metric(f"mrr@{max(1, len(pred['ranking']))}")(rank)
+        for k in (1, 5, 10, 50):
+            s[f"catalog-hit@{k}"] = get_metric(f"hit@{k}")(catalog_rank)
+        s["catalog-mrr@50"] = get_metric("mrr@50")(catalog_rank)
+    words = reply_text(pred["reply"])
+    if point.gold_text:
+        s["bleu-1"] = get_metric("bleu-1")(words, point.gold_text)
+        s["bleu-2"] = get_metric("bleu-2")(words, point.gold_text)
+    s["distinct-1"] = get_metric("distinct-1")(words)
+    s["distinct-2"] = get_metric("distinct-2")(words)
+    if pred["action"] == "ask":
+        s["attribute-named"] = get_metric("attribute-named")(pred["reply"], pred["attributes"] or pred["asked"])
+    shown = [i for i in pred["items"] if i in items]
+    if shown:
+        s["knowledge-true"] = get_metric("knowledge-true")(pred["reply"], items[shown[0]].knowledge, vocabulary)
+    if point.previous_reply is not None:
+        s["no-repetition"] = get_metric("no-repetition")(pred["reply"], point.previous_reply)
+    return s
+
+
+def aggregate(rows: Sequence[tuple[str, Mapping[str, float | None]]]) -> dict[str, dict[str, float]]:
+    """{'all' | category: {metric: mean over the points it applies to, 'n': points, 'n_<metric>': count}}."""
+    sums: dict[str, Counter] = defaultdict(Counter)
+    counts: dict[str, Counter] = defaultdict(Counter)
+    points: Counter = Counter()
+    for category, scores in rows:
+        for group in ("all", category):
+            points[group] += 1
+            for m, v in scores.items():
+                if v is not None:
+                    sums[group][m] += v
+                    counts[group][m] += 1
+    out = {}
+    for group in sorted(points, key=lambda g: (g != "all", list(DOMAINS).index(g) if g in DOMAINS else 99, g)):
+        row: dict[str, float] = {"n": points[group]}
+        for m in METRICS:
+            if counts[group][m]:
+                row[m] = sums[group][m] / counts[group][m]
+                row[f"n_{m}"] = counts[group][m]
+        out[group] = row
+    return out
+
+
+# ----------------------------------------------------------------------------------- one graph
+def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, workers: int = 8,
+                 progress: bool = True) -> dict:
+    """Run every point through one graph; returns the per-point records, the aggregate and timings."""
+    from .batching import CallBatcher, batch_models, run_concurrently
+
+    batcher = CallBatcher()
+    batch_models(batcher, [assistant.models.get("crs")], [assistant.models.get("llm")])
+    kind = assistant.kind
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(points), desc=f"replay graph {kind}", unit="turn")
+    run_id = uuid.uuid4().hex[:8]  # thread ids of this replay, apart from any other run of the same graph
+    jobs = [lambda p=p, i=i: run_point(assistant, p, f"replay-{kind}-{run_id}-{i}") for i, p in enumerate(points)]
+    start = time.perf_counter()
+    try:
+        results = run_concurrently(jobs, workers, batcher, on_done=(lambda _i, _r: bar.update(1)) if bar else None)
+    finally:
+        batcher.restore()
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    ok = [(p, r) for p, r in zip(points, results) if not isinstance(r, Exception)]
+    recs = [(p, r) for p, r in ok if p.gold_items]
+    ranks = dict(zip([p.key for p, _ in recs], catalog_ranks(assistant.models["crs"], recs)))  # one batched call
+    vocab = knowledge_vocabulary(corpus.items)
+    records, rows = [], []
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for point, result in zip(points, results):
+        record = {"graph": kind, "key": point.key, "domain": point.domain, "user": point.user_text,
+                  "gold": {"act": point.gold_act, "tags": point.gold_tags, "asked": point.gold_asked,
+                           "items": point.gold_items, "text": point.gold_text}}
+        if isinstance(result, Exception):
+            record["error"] = f"{type(result).__name__}: {result}"
+        else:
+            pred = result["prediction"]
+            rank = ranks.get(point.key)
+            scores = score_point(point, pred, rank, corpus.items, vocab)
+            rows.append((point.domain, scores))
+            confusion[point.gold_act][pred["action"]] += 1
+            record.update(prediction={**pred, "catalog_rank": rank}, scores=scores, steps=result["events"])
+        records.append(record)
+    errors = [r for r in records if "error" in r]
+    if errors:
+        log.warning("graph %s: %d of %d turns failed (see replay_steps.jsonl), first: %s", kind, len(errors),
+                    len(records), errors[0]["error"])
+    return {"records": records, "metrics": aggregate(rows), "seconds": seconds,
+            "turns_per_s": len(points) / seconds if seconds else 0.0, "errors": len(errors),
+            "confusion": {g: dict(c) for g, c in confusion.items()},
+            "batching": {"requests": batcher.requests, "calls": batcher.calls, "workers": workers}}
+
+
+# ----------------------------------------------------------------------------------- the report
+GRAPH_NAMES = {"llm": "graph 1 (LLM in control)", "crs": "graph 2 (CRS in control)"}
+# replay metric -> (offline task, offline metric) of the paper's tables: the same thing measured offline
+OFFLINE_OF = {"und-f1": ("understand", "f1"), "ask-f1": ("elicit", "f1"),
+              "catalog-hit@10": ("recommend_catalog", "hit@10"), "catalog-hit@50": ("recommend_catalog", "hit@50"), "bleu-1": ("respond", "bleu-1"),
+              "distinct-2": ("respond", "distinct-2")}
+# the offline rows (eval.tables.METHODS names) that hold the same models as each graph
+OFFLINE_ROWS = {"llm": ["CRS", "LLM"], "crs": ["LLM assisting CRS", "LLM"]}
+SHORT = {"action-agreement": "act", "und-precision": "und P", "und-recall": "und R", "und-f1": "und F1",
+         "ask-precision": "ask P", "ask-recall": "ask R", "ask-f1": "ask F1", "items-hit@1": "item H@1",
+         "items-mrr": "item MRR", "catalog-hit@1": "cat H@1", "catalog-hit@5": "cat H@5", "catalog-hit@10": "cat H@10",
+         "catalog-hit@50": "cat H@50", "catalog-mrr@50": "cat M@50", "bleu-1": "B-1", "bleu-2": "B-2",
+         "distinct-1": "D-1", "distinct-2": "D-2", "attribute-named": "attr named", "knowledge-true": "knowl. true",
+         "no-repetition": "no rep."}
+
+
+def _cell(row: Mapping[str, float], m: str) -> str:
+    return f"{row[m]:.3f}" if m in row else "-"
+
+
+def render_markdown(report: dict) -> str:
+    graphs = report["graphs"]
+    lines = [f"# Replay of `{report['data']}` ({report['split']} split) through the graphs of `{report['run']}`", "",
+             f"{report['points']} replay points (user message → staff block) from {report['dialogues']} dialogues. "
+             + (f"Gold items missing from item_kg.txt: {report['missing_items']} (reported, not fatal). "
+                if report["missing_items"] else "")
+             + (f"Gold items the CRS catalog lacks: {report['unknown_to_catalog']}." if report["unknown_to_catalog"]
+                else ""), ""]
+    lines += ["## All categories", "", "| graph | turns | " + " | ".join(SHORT[m] for m in METRICS) + " | turns/s |",
+              "|---" * (len(METRICS) + 3) + "|"]
+    for kind, g in graphs.items():
+        row = g["metrics"].get("all", {})
+        lines.append(f"| {GRAPH_NAMES[kind]} | {row.get('n', 0)} | " + " | ".join(_cell(row, m) for m in METRICS)
+                     + f" | {g['turns_per_s']:.2f} |")
+    lines.append("")
+    for kind, g in graphs.items():  # attribute-named and knowledge-true depend on what each graph did
+        row = g["metrics"].get("all", {})
+        lines.append(f"Turns each metric of {GRAPH_NAMES[kind]} applies to: "
+                     + ", ".join(f"{SHORT[m]} {row.get('n_' + m, 0)}" for m in METRICS) + ".")
+    lines.append("")
+    lines += ["## Per category", ""]
+    head = ["action-agreement", "und-f1", "ask-f1", "items-hit@1", "catalog-hit@10", "catalog-mrr@50", "bleu-1",
+            "distinct-2", "attribute-named", "knowledge-true", "no-repetition"]
+    lines += ["| graph | category | turns | " + " | ".join(SHORT[m] for m in head) + " |", "|---" * (len(head) + 3) + "|"]
+    for kind, g in graphs.items():
+        for group, row in g["metrics"].items():
+            name = "All" if group == "all" else f"{DOMAINS.get(group, group)} {group}"
+            lines.append(f"| {kind} | {name} | {row['n']} | " + " | ".join(_cell(row, m) for m in head) + " |")
+    lines += ["", "## What the graphs did where the staff asked, recommended or explained", "",
+              "| graph | staff act | " + " | ".join(ACTIONS) + " |", "|---" * (len(ACTIONS) + 2) + "|"]
+    for kind, g in graphs.items():
+        for gold in ("ask", "recommend", "explain"):
+            counts = g["confusion"].get(gold, {})
+            cells = " | ".join(str(counts.get(a, 0)) for a in ACTIONS)
+            lines.append(f"| {kind} | {gold} ({sum(counts.values())}) | {cells} |")
+    if report.get("offline"):
+        lines += ["", "## Replay beside the offline scores of the same models", "",
+                  "| metric | " + " | ".join(f"replay {k}" for k in graphs) + " | " + " | ".join(
+                      f"offline {n}" for n in report["offline"]) + " |",
+                  "|---" * (1 + len(graphs) + len(report["offline"])) + "|"]
+        for m, (task, om) in OFFLINE_OF.items():
+            cells = [_cell(g["metrics"].get("all", {}), m) for g in graphs.values()]
+            cells += [f"{report['offline'][n][task][om]:.3f}" if om in report["offline"][n].get(task, {}) else "-"
+                      for n in report["offline"]]
+            lines.append(f"| {SHORT[m]} ({task} {om} offline) | " + " | ".join(cells) + " |")
+    lines += ["", "## Timing", "",
+              "| graph | turns | seconds | turns/s | model calls asked | batched calls made | workers |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, g in graphs.items():
+        b = g["batching"]
+        lines.append(f"| {kind} | {g['metrics'].get('all', {}).get('n', 0)} | {g['seconds']:.1f} | {g['turns_per_s']:.2f} | "
+                     f"{b['requests']} | {b['calls']} | {b['workers']} |")
+    lines += ["", "![replay beside offline](replay.png)", ""]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, graphs: Mapping[str, dict]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["graph", "category", "metric", "value", "n"])
+        for kind, g in graphs.items():
+            for group, row in g["metrics"].items():
+                for m in METRICS:
+                    if m in row:
+                        writer.writerow([kind, group, m, f"{row[m]:.6f}", row[f"n_{m}"]])
+
+
+def plot(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graphs, offline = report["graphs"], report.get("offline", {})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    metrics = list(OFFLINE_OF)
+    series = [(f"replay {GRAPH_NAMES[k]}", [g["metrics"].get("all", {}).get(m, 0.0) for m in metrics])
+              for k, g in graphs.items()]
+    series += [(f"offline {n}", [offline[n].get(t, {}).get(om, 0.0) for t, om in OFFLINE_OF.values()]) for n in offline]
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series):
+        left.bar([x + i * width for x in range(len(metrics))], values, width, label=name,
+                 hatch="" if name.startswith("replay") else "//")
+    left.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(metrics))])
+    left.set_xticklabels([SHORT[m] for m in metrics])
+    left.set_ylim(0, 1)
+    left.set_title("Replay (graphs, turn by turn) beside offline (models, task by task)")
+    left.legend(fontsize=7)
+    kinds = ["staff"] + list(graphs)
+    bottoms = [0.0] * len(kinds)
+    first = next(iter(graphs.values()))
+    staff = Counter({gold: sum(c.values()) for gold, c in first["confusion"].items()})
+    for action in ACTIONS:
+        values = [staff.get(action, 0)] + [sum(c.get(action, 0) for c in g["confusion"].values()) for g in graphs.values()]
+        total = [max(1, sum(staff.values()))] * len(kinds)
+        shares = [v / t for v, t in zip(values, total)]
+        right.bar(kinds, shares, bottom=bottoms, label=action)
+        bottoms = [b + s for b, s in zip(bottoms, shares)]
+    right.set_title("Actions taken")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def offline_scores(run: Path, kinds: Sequence[str]) -> dict[str, dict]:
+    from .tables import load_results
+
+    results = load_results(run)
+    names = list(dict.fromkeys(n for k in kinds for n in OFFLINE_ROWS[k]))
+    return {n: {t: g.get("all", {}) for t, g in results[n].items() if isinstance(g, dict)} for n in names if n in results}
+
+
+def write_report(report: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "replay.md", "json": out / "replay.json", "csv": out / "replay.csv",
+             "png": out / "replay.png", "jsonl": out / "replay_steps.jsonl"}
+    with paths["jsonl"].open("w", encoding="utf-8") as fh:
+        for g in report["graphs"].values():
+            for record in g["records"]:
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    summary = {**report, "graphs": {k: {n: v for n, v in g.items() if n != "records"}
+                                    for k, g in report["graphs"].items()}}
+    paths["json"].write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_csv(paths["csv"], report["graphs"])
+    plot(report, paths["png"])
+    paths["md"].write_text(render_markdown(report), encoding="utf-8")
+    return paths
+
+
+# ----------------------------------------------------------------------------------- the command
+@dataclass
+class ReplayArgs:
+    """Replay the dialogues of a U-NEED-format directory through the graphs of an agent run."""
+
+    data: str = field(metadata={"help": "U-NEED-format directory whose dialogues are replayed"})
+    run: str = field(default="runs/default", metadata={"help": "agent run directory (scripts/run_default.sh)"})
+    graph: str = field(default="both", metadata={"help": "llm | crs | both"})
+    split: str = field(default="test", metadata={"help": "train | valid | test"})
+    out: str = field(default="", metadata={"help": "report directory (default: RUN/replay)"})
+    workers: int = field(default=16, metadata={"help": "conversations run at once (their model calls are batched); "
+                                                      "1: one after the other"})
+    max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
+    progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
+
+
+def replay(args: ReplayArgs) -> dict:
+    from agent.assistant import GRAPHS, Assistant, memory_checkpointer
+    from uneed.corpus import load_corpus
+
+    kinds = list(GRAPHS) if args.graph == "both" else [args.graph]
+    if any(k not in GRAPHS for k in kinds):
+        raise PresalesError(f"--graph must be llm, crs or both, got {args.graph!r}")
+    if args.split not in SPLITS:
+        raise PresalesError(f"--split must be one of {', '.join(SPLITS)}, got {args.split!r}")
+    if args.workers < 1:
+        raise PresalesError(f"--workers must be at least 1, got {args.workers}")
+    corpus = load_corpus(args.data, skip_invalid=True)
+    if corpus.report.skipped_dialogues:
+        log.warning("%s: %d invalid dialogues left out (presales data validate lists them)", args.data,
+                    len(corpus.report.skipped_dialogues))
+    points = replay_points(corpus, args.split, args.max_dialogues)
+    if not points:
+        raise PresalesError(f"{args.data}: no {args.split} dialogue has a user message followed by a staff turn")
+    gold_items = {i for p in points for i in p.gold_items}
+    missing = sorted(i for i in gold_items if i not in corpus.items)
+    if missing:
+        log.warning("%d recommended items are missing from %s/item_kg.txt (e.g. %s): their knowledge checks are "
+                    "skipped", len(missing), args.data, ", ".join(missing[:3]))
+    report: dict[str, Any] = {"run": str(args.run), "data": str(args.data), "split": args.split, "points": len(points),
+                              "dialogues": len({p.sid for p in points}), "missing_items": len(missing),
+                              "graphs": {}}
+    for kind in kinds:
+        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
+        # the replayed corpus's knowledge first, the run's for the rest (the graph's tools read the run's)
+        merged = Corpus(corpus.dialogues, {**assistant.corpus.items, **corpus.items}, corpus.behaviours)
+        report["unknown_to_catalog"] = sum(i not in assistant.models["crs"].catalog for i in gold_items)
+        log.info("replaying %d turns through %s with %d workers", len(points), GRAPH_NAMES[kind], args.workers)
+        report["graphs"][kind] = replay_graph(assistant, points, merged, args.workers, args.progress)
+        g = report["graphs"][kind]
+        log.info("%s: %d turns in %.1f s (%.2f turns/s), %d failed", kind, len(points), g["seconds"],
+                 g["turns_per_s"], g["errors"])
+        if g["errors"] == len(points):
+            raise PresalesError(f"graph {kind}: every replayed turn failed, first: {g['records'][0]['error']}")
+    report["offline"] = offline_scores(Path(args.run), kinds)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(ReplayArgs, argv, prog="presales replay")
+    report = replay(args)
+    paths = write_report(report, Path(args.out) if args.out else Path(args.run) / "replay")
+    print(paths["md"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
