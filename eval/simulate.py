@@ -359,9 +359,9 @@ def simulate(args: SimulateArgs) -> dict:
             crs_alone = assistant.models["crs"]  # graph 1 recommends with the plain CRS
     if args.references:
         if crs_alone is None:
-            from crs.inference import CRS
+            from agent.assistant import load_crs
 
-            crs_alone = CRS.load(RunPaths.from_run(args.run).crs)
+            crs_alone = load_crs(RunPaths.from_run(args.run).crs, corpus)  # with the category filter's groups
         report["policies"]["popular"] = simulate_policy(PopularPolicy(corpus), episodes, corpus.items, args.max_turns,
                                                         1, progress=args.progress)
         report["policies"]["ask-random+crs"] = simulate_policy(
