@@ -7,6 +7,7 @@
     presales train crs|llm-base|llm|controller ARGS training scripts (each has its own --help)
     presales eval tables --run RUN                  the paper's tables from a run's test metrics
     presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
+    presales serve --run RUN [--db URL] [--api-key K] the HTTP agent endpoint and its chat page
 
 Errors a user can fix are printed as one clear message with a non-zero exit, never a traceback.
 """
@@ -162,6 +163,22 @@ def chat(
     from agent.chat import run_chat
 
     run_chat(graph, run, category, thread, trace, user, db)
+
+
+# ------------------------------------------------------------------------------------------ serve
+@app.command("serve")
+def serve(
+    run: Path = typer.Option(Path("runs/default"), help="Agent run directory (scripts/run_default.sh writes runs/default)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(2024, help="Port to listen on."),
+    db: Optional[str] = typer.Option(None, help="Threads database: a SQLite file (default: RUN/threads.sqlite) or a postgresql:// URL."),
+    api_key: Optional[list[str]] = typer.Option(None, "--api-key", help="Require this key (x-api-key header); repeat for several. Default: none."),
+    graph: Optional[list[str]] = typer.Option(None, "--graph", help="Serve only this graph (llm | crs); repeat for both. Default: both."),
+) -> None:
+    """The HTTP agent endpoint (Agent Protocol routes, as LangGraph's server) with a chat page at /."""
+    from server.serve import serve as run_server
+
+    run_server(run, host, port, db, api_key or (), graph or ("llm", "crs"))
 
 
 # ------------------------------------------------------------------------------------------- main
