@@ -172,8 +172,6 @@ class Engine:
         """Check everything a run needs and claim its thread; the turn then runs in its own task.
         Every refusal happens here, before a stream starts, so it is a plain HTTP error."""
         graph = self.graph(body.assistant_id)
-        if body.input is None:
-            raise ApiError(422, "input.messages is required: send one user message")
         text = body.input.messages[-1].content
         if len(text) > m.MAX_MESSAGE_CHARS:
             raise ApiError(413, f"the message has {len(text)} characters; at most {m.MAX_MESSAGE_CHARS} are taken")
@@ -195,20 +193,22 @@ class Engine:
         lease = RunLease(self.storage.threads, thread_id, run_id)
         lease.start()
         try:
-            payload = await self.turn_input(graph, rec, text)
+            snapshot = await graph.aget_state(self.config(thread_id))
+            payload = self.turn_input(rec, snapshot.values, text)
         except BaseException:
             await lease.release()
             raise
         handle = RunHandle(run_id, thread_id, body.assistant_id, body.modes())
-        task = asyncio.create_task(handle.execute(graph, payload, self.config(thread_id), lease))
+        # A turn cut short (its server was killed mid-run) left pending nodes: it is finished first.
+        task = asyncio.create_task(handle.execute(graph, payload, self.config(thread_id), lease,
+                                                  resume_first=bool(snapshot.next)))
         self.runs.add(task)
         task.add_done_callback(self.runs.discard)
         return handle
 
-    async def turn_input(self, graph: Any, rec: ThreadRecord, text: str) -> dict[str, Any]:
+    def turn_input(self, rec: ThreadRecord, existing: Mapping[str, Any], text: str) -> dict[str, Any]:
         """The graph input of one user turn; a thread's first turn also sets up its state (category,
         behaviours of its user), exactly as `presales chat` does."""
-        existing = (await graph.aget_state(self.config(rec.thread_id))).values
         if existing:
             return {"messages": [HumanMessage(text)]}
         category = rec.metadata.get("category") or next(iter(DOMAINS))
@@ -227,14 +227,17 @@ class RunHandle:
         self.error: str | None = None
         self.final: dict[str, Any] = {}
 
-    async def execute(self, graph: Any, payload: dict, config: dict, lease: RunLease) -> None:
+    async def execute(self, graph: Any, payload: dict, config: dict, lease: RunLease, resume_first: bool = False) -> None:
         started = time.perf_counter()
         try:
-            async for mode, chunk in graph.astream(payload, config, stream_mode=["values", "updates"]):
-                if mode == "values":
-                    self.final = chunk
-                if mode in self.modes:
-                    self.queue.put_nowait((mode, jsonable(chunk)))
+            if resume_first:
+                log.warning("thread %s: finishing the turn a previous run left unfinished", self.thread_id)
+            for graph_input in ([None] if resume_first else []) + [payload]:
+                async for mode, chunk in graph.astream(graph_input, config, stream_mode=["values", "updates"]):
+                    if mode == "values":
+                        self.final = chunk
+                    if mode in self.modes:
+                        self.queue.put_nowait((mode, jsonable(chunk)))
         except Exception as exc:  # noqa: BLE001 - reported to the client as an `error` event
             log.exception("run %s on thread %s failed", self.run_id, self.thread_id)
             self.error = f"{type(exc).__name__}: {exc}"

@@ -17,6 +17,7 @@ CONVERSATIONS = {  # assistant -> (category, the user's turns before the kill, t
     "crs": ("美妆行业", ["有没有适合干皮的面霜", "预算三百以内"], "好的，就这款吧"),
     "llm": ("大家电行业", ["想买个滚筒洗衣机"], "要十公斤的"),
 }
+CUT_SHORT = "预算五千以内"  # an llm-thread turn the kill cuts off in the middle
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +70,36 @@ def test_kill_9_and_restart_continues_every_thread(backend, agent_run, reference
             threads[kind] = client.threads.create(metadata={"category": category})["thread_id"]
             for text in before:
                 client.runs.wait(threads[kind], kind, input=_message(text))
-        seen = {kind: _snapshot(client, tid) for kind, tid in threads.items()}
-        listed = client.threads.search(limit=100)
+        seen = _snapshot(client, threads["crs"])
+        # the llm thread is killed in the middle of a turn: after its second node update
+        updates = 0
+        for part in client.runs.stream(threads["llm"], "llm", input=_message(CUT_SHORT), stream_mode="updates"):
+            updates += part.event == "updates"
+            if updates == 2:
+                server.kill()  # -9: no shutdown code runs
+                break
     finally:
-        server.kill()  # -9: no shutdown code runs
+        server.kill()
     assert server.proc.returncode == -9
 
     again = ServerProcess(agent_run, db, tmp_path / "server2.log").start()
     try:
         client = get_sync_client(url=again.url, api_key=None)
-        assert client.threads.search(limit=100) == listed
-        for kind, tid in threads.items():
-            assert _snapshot(client, tid) == seen[kind], f"thread {kind} changed across the restart"
-        # ... and each thread goes on exactly as one that was never interrupted
+        assert {t["thread_id"] for t in client.threads.search(limit=100)} == set(threads.values())
+        assert _snapshot(client, threads["crs"]) == seen, "an idle thread changed across the restart"
+        cut = client.threads.get_state(threads["llm"])
+        assert [t["text"] for t in cut["values"]["transcript"] if t["speaker"] == "用户"][-1] == CUT_SHORT
+        # ... and each thread goes on exactly as one that was never interrupted (the turn cut short is
+        # finished first: enqueue waits out the lease the killed process still held)
         for kind, (category, before, after) in CONVERSATIONS.items():
-            ref_thread = f"ref-{backend}-{kind}"
-            expected = [reference[kind].send(text, thread_id=ref_thread, category=category) for text in before + [after]]
-            values = client.runs.wait(threads[kind], kind, input=_message(after))
+            turns = before + ([CUT_SHORT] if kind == "llm" else []) + [after]
+            expected = [reference[kind].send(text, thread_id=f"ref-{backend}-{kind}", category=category)
+                        for text in turns]
+            values = client.runs.wait(threads[kind], kind, input=_message(after), multitask_strategy="enqueue")
             assert values["reply"] == expected[-1].reply
             assert values["transcript"] == expected[-1].state["transcript"]
             assert values["needs"] == expected[-1].state["needs"]
+        assert client.threads.get_state(threads["llm"])["next"] == []
     finally:
         again.stop()
 
