@@ -102,11 +102,11 @@ def start_server(run: str, graph: str, db: str, log_path: Path, threads: int) ->
 async def load(url: str, graph: str, convs: list, clients: int, seconds: float, think: float) -> dict:
     from langgraph_sdk import get_client
 
-    latencies, errors, requests, samples = [], [], 0, []
+    latencies, errors, requests, samples, empty = [], [], 0, [], 0
     deadline = time.monotonic() + seconds
 
     async def client_loop(k: int) -> None:
-        nonlocal requests
+        nonlocal requests, empty
         client = get_client(url=url, api_key=None, timeout=300)
         n = k
         while time.monotonic() < deadline:
@@ -126,8 +126,7 @@ async def load(url: str, graph: str, convs: list, clients: int, seconds: float, 
                     values = await client.runs.wait(thread["thread_id"], graph,
                                                     input={"messages": [{"role": "user", "content": text}]})
                     requests += 1
-                    if not values.get("reply"):
-                        errors.append("a run answered without a reply")
+                    empty += not str(values.get("reply", "")).strip()  # the model's doing, not the server's
                     latencies.append(time.perf_counter() - t0)
                     if len(samples) < 3:
                         samples.append((text, values.get("reply", "")))
@@ -139,7 +138,8 @@ async def load(url: str, graph: str, convs: list, clients: int, seconds: float, 
     started = time.perf_counter()
     await asyncio.gather(*[client_loop(k) for k in range(clients)])
     elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "errors": errors, "requests": requests, "elapsed": elapsed, "samples": samples}
+    return {"latencies": latencies, "errors": errors, "requests": requests, "elapsed": elapsed, "samples": samples,
+            "empty_replies": empty}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "graph": args.graph, "clients": args.clients, "seconds": round(result["elapsed"], 1), "think_s": args.think,
         "turns": len(lat), "requests": result["requests"], "errors": len(result["errors"]),
+        "empty_replies": result["empty_replies"],
         "requests_per_s": round(result["requests"] / result["elapsed"], 2),
         "turns_per_s": round(len(lat) / result["elapsed"], 2),
         "turn_p50_s": round(percentile(lat, 0.5), 3), "turn_p99_s": round(percentile(lat, 0.99), 3),
