@@ -243,7 +243,10 @@ class RunHandle:
             self.error = f"{type(exc).__name__}: {exc}"
             self.queue.put_nowait(("error", {"error": type(exc).__name__, "message": str(exc)}))
         finally:
-            await lease.release(failed=self.error is not None)
+            try:
+                await lease.release(failed=self.error is not None)
+            except Exception as exc:  # noqa: BLE001 - the lease then expires on its own (storage.LEASE_S)
+                log.error("run %s: could not release thread %s: %s", self.run_id, self.thread_id, exc)
             log.info("run %s thread %s assistant %s: %s in %.2fs", self.run_id, self.thread_id, self.assistant_id,
                      "error" if self.error else "success", time.perf_counter() - started)
             self.queue.put_nowait(None)
