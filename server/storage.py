@@ -206,6 +206,13 @@ async def _open_postgres(url: str) -> Storage:
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
+    import psycopg
+
+    try:  # one plain connection first: its error says why (refused, no such database, authentication)
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+        await probe.close()
+    except psycopg.Error as exc:
+        raise PresalesError(f"cannot connect to PostgreSQL at {_redact(url)}: {str(exc).strip().splitlines()[0]}") from exc
     stack = contextlib.AsyncExitStack()
     pool = AsyncConnectionPool(url, min_size=1, max_size=10, open=False,
                                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})

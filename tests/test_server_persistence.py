@@ -148,3 +148,20 @@ def test_several_processes_over_one_postgres_database(agent_run, pg_url, tmp_pat
     finally:
         for s in servers:
             s.stop()
+
+
+def test_serve_refuses_what_it_cannot_use_in_one_line(agent_run, tmp_path):
+    import subprocess
+    import sys
+
+    from servers import ROOT
+
+    def serve(*args):
+        proc = subprocess.run([sys.executable, "-m", "presales.cli", "serve", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return proc.returncode, proc.stderr.strip().splitlines()[-1], proc.stderr
+
+    code, last, err = serve("--run", str(tmp_path / "none"))
+    assert code == 2 and last.startswith("error: no trained run at") and "Traceback" not in err
+    code, last, err = serve("--run", str(agent_run), "--db", "mysql://host/db")
+    assert code == 2 and "must be a SQLite file path or a postgresql:// URL" in last and "Traceback" not in err
