@@ -170,7 +170,7 @@ def chat(
 def serve(
     run: Path = typer.Option(Path("runs/default"), help="Agent run directory (scripts/run_default.sh writes runs/default)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(2024, help="Port to listen on."),
+    port: int = typer.Option(8123, help="Port to listen on."),
     db: Optional[str] = typer.Option(None, help="Threads database: a SQLite file (default: RUN/threads.sqlite) or a postgresql:// URL."),
     api_key: Optional[list[str]] = typer.Option(None, "--api-key", help="Require this key (x-api-key header); repeat for several. Default: none."),
     graph: Optional[list[str]] = typer.Option(None, "--graph", help="Serve only this graph (llm | crs); repeat for both. Default: both."),

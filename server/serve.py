@@ -62,7 +62,7 @@ async def _serve(run: Path, host: str, port: int, db: str | None, api_keys: set[
         raise PresalesError(f"the server could not listen on {host}:{port} (see the log above)")
 
 
-def serve(run: Path, host: str = "127.0.0.1", port: int = 2024, db: str | None = None,
+def serve(run: Path, host: str = "127.0.0.1", port: int = 8123, db: str | None = None,
           api_keys: Iterable[str] = (), graphs: Iterable[str] = GRAPHS) -> None:
     keys = {k for k in api_keys if k}
     if not keys and host not in ("127.0.0.1", "localhost", "::1"):
