@@ -10,6 +10,7 @@
     presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
     presales replay --data DIR --run RUN            the graphs replayed on U-NEED dialogues, against the staff
     presales simulate --run RUN --episodes N        the graphs against simulated shoppers with hidden targets
+    presales serve --run RUN [--db URL] [--api-key K] the HTTP agent endpoint and its chat page
 
 Errors a user can fix are printed as one clear message with a non-zero exit, never a traceback.
 """
@@ -204,6 +205,20 @@ for _name, (_module, _help) in AGENT_EVAL_SCRIPTS.items():
         _run_script(_module, list(ctx.args))
 
     app.command(_name, help=_help + " Run with --help for its arguments.", context_settings=PASSTHROUGH)(_agent_eval)
+# ------------------------------------------------------------------------------------------ serve
+@app.command("serve")
+def serve(
+    run: Path = typer.Option(Path("runs/default"), help="Agent run directory (scripts/run_default.sh writes runs/default)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8123, help="Port to listen on."),
+    db: Optional[str] = typer.Option(None, help="Threads database: a SQLite file (default: RUN/threads.sqlite) or a postgresql:// URL."),
+    api_key: Optional[list[str]] = typer.Option(None, "--api-key", help="Require this key (x-api-key header); repeat for several. Default: none."),
+    graph: Optional[list[str]] = typer.Option(None, "--graph", help="Serve only this graph (llm | crs); repeat for both. Default: both."),
+) -> None:
+    """The HTTP agent endpoint (Agent Protocol routes, as LangGraph's server) with a chat page at /."""
+    from server.serve import serve as run_server
+
+    run_server(run, host, port, db, api_key or (), graph or ("llm", "crs"))
 
 
 # ------------------------------------------------------------------------------------------- main
