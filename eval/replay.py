@@ -188,7 +188,8 @@ def catalog_ranks(crs: Any, runs: list[tuple[ReplayPoint, dict]]) -> list[int | 
     if not contexts:
         return []
     ranked = crs.recommend(contexts, needs, behaviours, k=CATALOG_K, exclude=exclude,
-                           llm_items=llm_items if any(llm_items) else None)
+                           llm_items=llm_items if any(llm_items) else None,
+                           domains=[point.domain for point, _run in runs])  # as the graphs recommend
     out = []
     for (point, _run), items in zip(runs, ranked):
         ids = [s.item_id for s in items]

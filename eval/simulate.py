@@ -34,7 +34,7 @@ from uneed.arguments import parse_args
 from uneed.corpus import Corpus, Item
 from uneed.errors import PresalesError
 from uneed.metrics import rank_of
-from uneed.schema import DOMAINS
+from uneed.schema import DOMAINS, STAFF, STAFF_ASK, STAFF_RECOMMEND, USER
 from uneed.simulator import Episode, SimulatedShopper, sample_episodes
 
 from .replay import GRAPH_NAMES
@@ -142,7 +142,7 @@ class RandomAskCRSPolicy:
     def turn(self, ctx: dict, text: str) -> StaffTurn:
         from uneed.tasks import Utterance
 
-        ctx["transcript"].append(Utterance("用户", text, ""))
+        ctx["transcript"].append(Utterance(USER, text, ""))
         tags = self.crs.understand([ctx["transcript"]])[0]
         ctx["transcript"][-1].tags = tags
         ctx["needs"] += [tuple(t.split("：", 1)) for t in tags if "：" in t and t.split("：", 1)[1]]
@@ -151,17 +151,17 @@ class RandomAskCRSPolicy:
             attribute = ctx["rng"].choice(left)
             ctx["asked"].append(attribute)
             reply = f"亲，请问{attribute}有什么要求呢"
-            ctx["transcript"].append(Utterance("客服", reply, "系统提问", tags=[f"{attribute}："],
+            ctx["transcript"].append(Utterance(STAFF, reply, STAFF_ASK, tags=[f"{attribute}："],
                                                asked=[attribute]))
             return StaffTurn("ask", reply, asked=[attribute])
         ranked = self.crs.recommend([ctx["transcript"]], [ctx["needs"]], [ctx["behaviours"]], k=self.k,
-                                    exclude=[ctx["shown"]])[0]
+                                    exclude=[ctx["shown"]], domains=[ctx["domain"]])[0]
         ranking = [s.item_id for s in ranked]
         if not ranking:
             return StaffTurn("explain", "暂时没有更多推荐了")
         ctx["shown"].append(ranking[0])
         reply = f"【商品 {ranking[0]}】这款很适合您"
-        ctx["transcript"].append(Utterance("客服", reply, "系统推荐", items=ranking[:1]))
+        ctx["transcript"].append(Utterance(STAFF, reply, STAFF_RECOMMEND, items=ranking[:1]))
         return StaffTurn("recommend", reply, items=ranking[:1], ranking=ranking)
 
 
