@@ -72,3 +72,76 @@ def headline(metrics: Mapping[str, dict]) -> dict[str, float]:
             if task in metrics and name in metrics[task].get("all", {}):
                 out[f"{task}/{name}"] = round(float(metrics[task]["all"][name]), 4)
     return out
+
+
+# ---------------------------------------------------------------------------------------- own reading
+def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
+                llm_predictions: Mapping[str, object] | None = None) -> tuple[list[TaskSample], dict[str, str]]:
+    """The samples as the CRS sees a dialogue on its own: every earlier turn carries the CRS's own
+    understanding of it instead of the annotation, the needs so far are read from those tags, and a
+    staff question's asked keys are the keys the CRS read in it. Turn by turn (a turn is read with the
+    CRS's reading of the turns before it), all dialogues of a step in one batch.
+
+    Returns the rewritten samples and {understanding sample key: the CRS's output for that turn}.
+    What stays from the corpus: the texts, who spoke, the act tags and the items the staff sent."""
+    from dataclasses import replace
+
+    from uneed.tasks import Utterance, parse_tags
+    from uneed.tasks.text import format_tags, split_tag
+
+    wanted = {(s.split, s.sid) for s in samples}
+    dialogues = [(split, d) for split in dict.fromkeys(s.split for s in samples) for d in corpus.split(split)
+                 if (split, d.sid) in wanted]
+    own = {d.sid: [Utterance(u.speaker, u.text, u.act_tag, items=list(u.items))
+                   for u in (Utterance.from_turn(t) for t in d.dialogue)] for _, d in dialogues}
+    outputs: dict[tuple[str, int], str] = {}
+    llm = llm_predictions or {}
+    for j in range(max((len(d.dialogue) for _, d in dialogues), default=0)):
+        step, keys = [], []
+        for split, d in dialogues:
+            if j >= len(d.dialogue):
+                continue
+            turn = d.dialogue[j]
+            s = TaskSample(task="understand", split=split, domain=d.domain, sid=d.sid, seq_no=turn.seq_no,
+                           user_id=d.userid, seller_id=d.sellerid, context=own[d.sid][:j], current=own[d.sid][j],
+                           target=[])
+            step.append(crs_example(s, corpus.items, llm.get(s.key)))
+            keys.append((d.sid, j))
+        for (sid, i), row in zip(keys, crs.predict_examples(step, catalog_k=0)):
+            tags = parse_tags(row["prediction"])[0]
+            u = own[sid][i]
+            u.tags = tags
+            if u.act_tag == "系统提问":
+                u.asked = list(dict.fromkeys(split_tag(t)[0] for t in tags))
+            outputs[(sid, i)] = format_tags(tags)
+    index = {(d.sid, t.seq_no): i for _, d in dialogues for i, t in enumerate(d.dialogue)}
+    rewritten, understood = [], {}
+    for s in samples:
+        i = index[(s.sid, s.seq_no)]
+        context = own[s.sid][:i]
+        needs = list(dict.fromkeys((k, v) for u in context if u.speaker == "用户"
+                                   for k, v in (split_tag(t) for t in u.tags) if v))
+        rewritten.append(replace(s, context=context, needs=needs))
+        if s.task == "understand":
+            understood[s.key] = outputs[(s.sid, i)]
+    return rewritten, understood
+
+
+CONTEXTS = ("own", "gold")
+
+
+def predict_samples(crs, corpus: Corpus, samples: Sequence[TaskSample], llm_predictions: Mapping[str, object] | None = None,
+                    context: str = "own", catalog_k: int = 50) -> list[dict]:
+    """Prediction rows of samples, in their order. context='own': the CRS reads every earlier turn itself
+    (own_context), nothing annotated enters its inputs; 'gold': earlier turns carry their annotations
+    (the teacher-forced setting the sequences are trained in)."""
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    llm = llm_predictions or {}
+    understood: dict[str, str] = {}
+    if context == "own":
+        samples, understood = own_context(crs, corpus, samples, llm)
+    examples = [crs_example(s, corpus.items, llm.get(s.key)) for s in samples if s.key not in understood]
+    rows = {r["key"]: r for r in crs.predict_examples(examples, catalog_k=catalog_k)}
+    rows.update({k: {"key": k, "task": "understand", "prediction": v} for k, v in understood.items()})
+    return [rows[s.key] for s in samples if s.key in rows]

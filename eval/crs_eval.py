@@ -36,6 +36,8 @@ class CRSEvalArgs:
     index: str | None = field(default=None, metadata={"help": "FAISS index kind: flat | ivf | hnsw (default: the "
                                                               "model's)"})
     max_samples: int | None = field(default=None, metadata={"help": "cap samples per task"})
+    context: str = field(default="own", metadata={"help": "what earlier turns carry: own (the CRS's own reading) | "
+                                                         "gold (their annotations)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     out: str | None = field(default=None, metadata={"help": "metrics JSON (default RUN/eval_{split}.json)"})
     predictions: str | None = field(default=None, metadata={"help": "also write the prediction rows here"})
@@ -43,15 +45,17 @@ class CRSEvalArgs:
 
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_predictions: str | None = None,
                  tasks=("understand", "elicit", "recommend", "respond"), index: str | None = None,
-                 max_samples: int | None = None, device: str = "auto") -> tuple[dict, list[dict]]:
+                 max_samples: int | None = None, device: str = "auto", context: str = "own") -> tuple[dict, list[dict]]:
     """(metrics, prediction rows) of a trained CRS on one split."""
-    from crs.evaluate import headline, score_predictions, split_examples
+    from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions, split_examples
     from crs.inference import CRS
     from uneed.corpus import load_corpus
     from uneed.tasks import read_predictions
 
     if split not in ("train", "valid", "test"):
         raise PresalesError(f"--split must be train, valid or test, got {split!r}")
+    if context not in CONTEXTS:
+        raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
     crs = CRS.load(run, device=device, index=index)
     corpus = load_corpus(data)
     llm = read_predictions(llm_predictions) if llm_predictions else None
@@ -64,11 +68,12 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_pre
     if unknown:
         log.warning("%d recommendation samples have a gold item the CRS catalog does not know", unknown)
     t0 = time.time()
-    rows = crs.predict_examples(examples)
+    rows = predict_samples(crs, corpus, samples, llm, context=context)
     metrics = score_predictions(samples, rows)
     metrics["headline"] = headline(metrics)
     metrics["seconds"] = round(time.time() - t0, 1)
     metrics["split"] = split
+    metrics["context"] = context
     return metrics, rows
 
 
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(CRSEvalArgs, argv, prog="crs_eval")
         metrics, rows = evaluate_run(args.run, args.data, args.split, args.llm_predictions, args.tasks, args.index,
-                                     args.max_samples, args.device)
+                                     args.max_samples, args.device, args.context)
         from uneed.tasks import write_predictions
 
         out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.split}.json"

@@ -29,8 +29,9 @@ import torch
 from crs.catalog import Catalog, initial_item_embeddings, popularity
 from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
-from crs.evaluate import headline, score_predictions, split_examples
-from crs.inference import CRS, save_item_texts
+from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions, split_examples
+from crs.heads import KeySpace
+from crs.inference import CRS, item_values, save_item_texts
 from crs.model import ModelLoadError, UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -84,6 +85,13 @@ class CRSTrainArgs:
     behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
     item_init: str | None = field(default=None, metadata={"help": "svd | random"})
     index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    understand_head: str = field(default="generate", metadata={"help": "understanding by the decoder (generate, the "
+                                                                       "paper's UniMIND) or by BIO tagging of the "
+                                                                       "utterance on the encoder (extract)"})
+    elicit_head: str = field(default="generate", metadata={"help": "elicitation by the decoder (generate) or by a "
+                                                                   "choice among the domain's keys (classify)"})
+    needs_match: bool = field(default=False, metadata={"help": "add a learned bonus for candidates whose knowledge "
+                                                                "matches the user's needs"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -94,15 +102,27 @@ class CRSTrainArgs:
                                       metadata={"help": "splits the best model predicts at the end"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
                                                                             "split (smoke runs)"})
+    context: str = field(default="own", metadata={"help": "what earlier turns carry in the final predictions: own "
+                                                         "(the CRS's own reading of them) | gold (their annotations)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 
 # ------------------------------------------------------------------------------------ helpers
+def loss_name(model: UnifiedCRS, task: str) -> str:
+    """How a task's loss is logged: recommend, generate (the decoder's L_theta), extract or classify (a head)."""
+    if task == "recommend":
+        return "recommend"
+    if task in model.heads:
+        return "extract" if task == "understand" else "classify"
+    return "generate"
+
+
 def model_config(args: CRSTrainArgs) -> CRSConfig:
     return preset(args.preset, max_source_len=args.max_source_len, max_target_len=args.max_target_len,
                   d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
                   item_dim=args.item_dim, behaviour_encoder=args.behaviour_encoder, item_init=args.item_init,
-                  index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions))
+                  index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions),
+                  understand_head=args.understand_head, elicit_head=args.elicit_head, needs_match=args.needs_match)
 
 
 def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
@@ -188,11 +208,17 @@ class Trainer:
                                                             config.item_dim, config.cooccurrence_weight, args.seed))
         bias = torch.from_numpy(popularity(self.catalog, [ex.gold_item for ex in self.train_examples
                                                           if ex.task == "recommend"]))
-        self.model = UnifiedCRS.build(config, self.tok, self.catalog, init, bias, args.trust_remote_code)
+        keys = KeySpace.fit(self.train_examples) if config.head_tasks else None
+        if keys is not None:
+            log.info("attribute keys of the heads: %d over %d domains", len(keys), len(keys.domain_keys))
+        self.model = UnifiedCRS.build(config, self.tok, self.catalog, init, bias, args.trust_remote_code, keys)
 
     def features(self) -> None:
         c = self.model.config
-        self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours)
+        self.item_values = ({i: item_values(item) for i, item in self.corpus.items.items()}
+                            if c.needs_match else None)
+        self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours,
+                               keys=self.model.keys, head_tasks=c.head_tasks, item_values=self.item_values)
         self.train_feats = self.encoder.encode_all(self.train_examples, "train")
         self.valid_feats = self.encoder.encode_all(self.valid_examples, "valid")
         n = {t: sum(f.task == t for f in self.train_feats) for t in ("understand", "elicit", "recommend", "respond")}
@@ -255,18 +281,18 @@ class Trainer:
         plan = list(batches(rec, args.rec_batch_size, True, rng)) + list(batches(gen, args.batch_size, True, rng))
         rng.shuffle(plan)
         self.model.train()
-        sums = {"recommend": [0.0, 0], "generate": [0.0, 0]}
+        sums: dict[str, list] = {}
         bar = tqdm(plan, desc=f"epoch {epoch + 1} (stage {stage})", disable=not args.progress, leave=False,
                    dynamic_ncols=True)
         for chunk in bar:
             batch = collate(chunk, self.encoder.pad, self.device)
             with autocast(self.device):
-                if chunk[0].task == "recommend":
+                task = chunk[0].task
+                if task == "recommend":
                     loss = self.model.recommend_loss(batch, args.candidate_loss_weight)
-                    kind = "recommend"
                 else:
-                    loss = self.model.generation_loss(batch)
-                    kind = "generate"
+                    loss = self.model.task_loss(task, batch)
+                kind = loss_name(self.model, task)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if args.grad_clip > 0:
@@ -276,34 +302,37 @@ class Trainer:
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise PresalesError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
-            sums[kind][0] += value * len(chunk)
-            sums[kind][1] += len(chunk)
+            acc = sums.setdefault(kind, [0.0, 0])
+            acc[0] += value * len(chunk)
+            acc[1] += len(chunk)
             bar.set_postfix(loss=f"{value:.3f}")
         out = {f"train_loss_{k}": s / n for k, (s, n) in sums.items() if n}
-        out["train_loss"] = sum(out.values())  # L_R + L_theta (per-sample means)
+        out["train_loss"] = sum(out.values())  # L_R + L_theta (+ the heads' losses; per-sample means)
         return out
 
     @torch.no_grad()
     def validate(self, stage: int) -> dict:
         args = self.args
-        crs = CRS(self.model, self.tok, self.catalog, self.device)
+        crs = CRS(self.model, self.tok, self.catalog, self.device, item_values=self.item_values)
         self.model.eval()
         out: dict = {}
         gen = [f for f in self.valid_feats if f.task != "recommend"]
         if gen and stage == 2:
-            total = n = 0.0
+            sums: dict[str, list] = {}
             for chunk in batches(gen, args.batch_size, False):
                 batch = collate(chunk, self.encoder.pad, self.device)
                 with autocast(self.device):
-                    total += float(self.model.generation_loss(batch)) * len(chunk)
-                n += len(chunk)
-            out["valid_loss_generate"] = total / n
+                    value = float(self.model.task_loss(chunk[0].task, batch))
+                acc = sums.setdefault(loss_name(self.model, chunk[0].task), [0.0, 0])
+                acc[0] += value * len(chunk)
+                acc[1] += len(chunk)
+            out.update({f"valid_loss_{k}": s / n for k, (s, n) in sums.items()})
         rec_idx = [i for i, f in enumerate(self.valid_feats) if f.task == "recommend"]
         parts = []
         if rec_idx:
             feats = [self.valid_feats[i] for i in rec_idx]
             users, extras = crs.user_vectors(feats)
-            ranked = crs.index.rank_candidates(users, [f.candidates for f in feats], extra=extras)
+            ranked = crs.rank_candidates(feats, users, extras)
             ranks = [rank_of(f.gold, list(r)) for f, (r, _) in zip(feats, ranked)]
             m = evaluate("recommend", ranks, ranks)["all"]
             out.update({f"valid_recommend_{k}": m[k] for k in ("accuracy", "hit@5", "mrr@5")})
@@ -376,6 +405,7 @@ class Trainer:
         if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
             self.save_model(self.run.best)
         self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
+                              "train_loss_extract", "valid_loss_extract", "train_loss_classify", "valid_loss_classify",
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
 
@@ -390,7 +420,7 @@ class Trainer:
             if not samples:
                 continue
             t0 = time.time()
-            rows = crs.predict_examples(examples)
+            rows = predict_samples(crs, self.corpus, samples, self.llm, context=args.context)
             write_predictions(self.run.path / f"predictions_{split}.jsonl", rows)
             log.info("%s: %d predictions in %.0fs", split, len(rows), time.time() - t0)
             if split in ("valid", "test"):
@@ -410,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(CRSTrainArgs, argv, prog="presales train crs")
         model_config(args)  # a bad preset / value fails before anything is loaded
+        if args.context not in CONTEXTS:
+            raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
         t0 = time.time()
         trainer = Trainer(args)
         trainer.fit()

@@ -41,6 +41,10 @@ class CRSExample:
     candidates: list[str] = field(default_factory=list)
     behaviours: list[str] = field(default_factory=list)
     llm_item: str | None = None
+    # What the CRS's classification heads read (crs.heads); the generative path ignores them.
+    span: tuple[int, int] | None = None  # understand: characters of the current utterance in `source`
+    known_keys: list[str] = field(default_factory=list)  # elicit: keys the user stated or the staff asked
+    needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the user's needs so far
 
 
 def item_short(item_id: str, items: Mapping[str, Item]) -> str:
@@ -83,13 +87,18 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
     target = ""
     gold_item = None
     llm_item = None
+    span = None
+    known: list[str] = []
     if task == "understand":
         tag = USER if sample.current.speaker == "用户" else SYSTEM
+        start = len(source) + len(tag)
+        span = (start, start + len(sample.current.text))
         source += f"{tag}{sample.current.text}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = format_tags(sample.target)
     elif task == "elicit":
         source += f"{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = format_keys(sample.target)
+        known = list(dict.fromkeys([k for k, _ in sample.needs] + [k for u in sample.context for k in u.asked]))
     elif task == "recommend":
         gold_item = sample.target
         if llm_prediction:
@@ -103,4 +112,5 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
         raise ValueError(f"unknown task {task!r}")
     return CRSExample(key=sample.key, task=task, domain=sample.domain, source=source, target=target,
                       gold_item=gold_item, candidates=list(sample.candidates), behaviours=list(sample.behaviours),
-                      llm_item=llm_item)
+                      llm_item=llm_item, span=span, known_keys=known,
+                      needs=list(sample.needs) if task == "recommend" else [])
