@@ -5,6 +5,7 @@ Scores per task, overall and per category (the dialogue's domain):
     recommend            accuracy, hit@5, mrr@5, ndcg@5 of the gold item among its candidates
     recommend_catalog    hit@10, hit@50, mrr@50, ndcg@50 of the gold item in the whole catalog
     respond              bleu-1, bleu-2, distinct-1, distinct-2 (characters)
+    respond_checks       ask-names-attribute, knowledge-true, repetition (uneed.metrics, uneed.replies)
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
+from uneed.replies import evaluate_replies
 from uneed.tasks import TASKS, CRSExample, TaskSample, build_samples, crs_example, parse_keys, parse_tags
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,11 @@ def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, obj
     return samples, [crs_example(s, items, llm.get(s.key)) for s in samples]
 
 
-def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict]) -> dict[str, dict]:
-    """{task: {'all': {...}, '<domain>': {...}}} for every task present (plus recommend_catalog)."""
+def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict], items: Mapping[str, Item] | None = None,
+                      cue_samples: Sequence[TaskSample] = ()) -> dict[str, dict]:
+    """{task: {'all': {...}, '<domain>': {...}}} for every task present (plus recommend_catalog, and with
+    `items` the reply checks 'respond_checks'; `cue_samples`, the train split's response samples, give
+    them the question cues, uneed.replies)."""
     by_key = {r["key"]: r for r in rows}
     out: dict[str, dict] = {}
     for task in TASKS:
@@ -53,6 +58,9 @@ def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict]) -> di
             out[task] = evaluate(task, [parse_keys(r["prediction"])[0] for _, r in pairs], [s.target for s, _ in pairs], cats)
         elif task == "respond":
             out[task] = evaluate(task, [r["prediction"] for _, r in pairs], [s.target for s, _ in pairs], cats)
+            if items is not None:
+                out["respond_checks"] = evaluate_replies([s for s, _ in pairs], [r["prediction"] for _, r in pairs],
+                                                         items, cue_samples)
         else:
             ranks = [rank_of(s.target, r["prediction"]) for s, r in pairs]
             out[task] = evaluate(task, ranks, ranks, cats)
@@ -65,7 +73,8 @@ def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict]) -> di
 def headline(metrics: Mapping[str, dict]) -> dict[str, float]:
     """The few overall numbers worth printing: understand/elicit f1, recommend acc/mrr@5, respond bleu-1/distinct-1."""
     pick = {"understand": ["f1"], "elicit": ["f1"], "recommend": ["accuracy", "hit@5", "mrr@5"],
-            "recommend_catalog": ["hit@10", "hit@50", "mrr@50"], "respond": ["bleu-1", "bleu-2", "distinct-1"]}
+            "recommend_catalog": ["hit@10", "hit@50", "mrr@50"], "respond": ["bleu-1", "bleu-2", "distinct-1"],
+            "respond_checks": ["ask-names-attribute", "knowledge-true", "repetition"]}
     out = {}
     for task, names in pick.items():
         for name in names:

@@ -5,7 +5,8 @@
 
 Scores all four tasks, overall and per category (crs.evaluate.score_predictions): understanding and
 elicitation P/R/F1; recommendation accuracy, hit@5, mrr@5 on the 20 candidates and hit@10, hit@50,
-mrr@50 over the whole catalog; response bleu-1/2 and distinct-1/2. Writes the metrics JSON (default
+mrr@50 over the whole catalog; response bleu-1/2 and distinct-1/2 and the reply checks
+(ask-names-attribute, knowledge-true, repetition). Writes the metrics JSON (default
 RUN/eval_{split}.json) and, when asked, the prediction rows.
 """
 from __future__ import annotations
@@ -69,7 +70,9 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_pre
         log.warning("%d recommendation samples have a gold item the CRS catalog does not know", unknown)
     t0 = time.time()
     rows = predict_samples(crs, corpus, samples, llm, context=context)
-    metrics = score_predictions(samples, rows)
+    from uneed.tasks import build_samples
+
+    metrics = score_predictions(samples, rows, corpus.items, build_samples(corpus, "train", ["respond"]))
     metrics["headline"] = headline(metrics)
     metrics["seconds"] = round(time.time() - t0, 1)
     metrics["split"] = split

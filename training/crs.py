@@ -37,7 +37,7 @@ from training.runtime import RunDir, autocast, pick_device, replace_dir, set_see
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
 from uneed.metrics import evaluate, rank_of
-from uneed.tasks import read_predictions, write_predictions
+from uneed.tasks import build_samples, read_predictions, write_predictions
 from uneed.vocab import unknown_rate
 
 log = logging.getLogger("training.crs")
@@ -413,6 +413,7 @@ class Trainer:
         args = self.args
         crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=args.trust_remote_code)
         results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score}
+        self.cue_samples = build_samples(self.corpus, "train", ["respond"])  # the reply checks' question cues
         for split in args.predict_splits:
             if split not in ("train", "valid", "test"):
                 raise PresalesError(f"--predict-splits: unknown split {split!r}")
@@ -424,7 +425,7 @@ class Trainer:
             write_predictions(self.run.path / f"predictions_{split}.jsonl", rows)
             log.info("%s: %d predictions in %.0fs", split, len(rows), time.time() - t0)
             if split in ("valid", "test"):
-                results[split] = score_predictions(samples, rows)
+                results[split] = score_predictions(samples, rows, self.corpus.items, self.cue_samples)
                 results[f"{split}_headline"] = headline(results[split])
         self.run.write_json("test_metrics.json", results)
         return results

@@ -4,11 +4,21 @@ Each metric scores one sample; `evaluate` averages them over samples, overall an
     set metrics    pred, gold: collections of tags ('key：value' or attribute keys)
     rank metrics   rank: 0-based rank of the gold item, or None when it is not ranked at all
     text metrics   pred: a response string, gold: the reference string
+    reply checks   pred: a response string, gold: a ReplyReference (what the reply had to do and may
+                   state); they return a Ratio, summed over the samples it applies to (see below)
+
+The reply checks ask whether a shop assistant could send the reply:
+    ask-names-attribute  a reply to an ask action names an asked attribute or one of its values
+    knowledge-true       of the knowledge values a reply states (a known value of the domain found in
+                         it), the share that is true of the items it presents (over all stated values)
+    repetition           the reply repeats an option or phrase back to back ('混合性，还是混合性', '她她她')
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 MetricFn = Callable[..., float]
@@ -118,6 +128,87 @@ for _n in (1, 2):
     register(f"bleu-{_n}")(lambda pred, gold, _n=_n: bleu_n(pred, gold, _n))
 
 
+# ---------------------------------------------------------------------------------------- reply checks
+@dataclass(frozen=True)
+class Ratio:
+    """A per-sample count: `evaluate` reports sum(hits) / sum(total) over the samples (those with
+    total 0 do not count), and the summed total as '<name>/n'."""
+
+    hits: float
+    total: float
+
+
+NOT_APPLICABLE = Ratio(0.0, 0.0)
+
+
+@dataclass
+class ReplyReference:
+    """What a reply is checked against: the gold reply, the attributes its action asks about (with
+    the values that name them), the knowledge values of the items it presents, and the known values
+    of the domain (a known value found in a reply is a value the reply states)."""
+
+    text: str = ""
+    asked: dict[str, list[str]] = field(default_factory=dict)  # asked key -> its values
+    item_values: frozenset[str] = frozenset()
+    known_values: frozenset[str] = frozenset()
+    has_items: bool = False
+
+
+MIN_STATED_LEN = 2  # a one-character value ('高', '女') is not counted as stated: it hides in other words
+
+
+def stated_values(reply: str, known_values: Iterable[str]) -> list[str]:
+    """Known values found in the reply, longest first, none inside an accepted longer one."""
+    found: list[tuple[int, int, str]] = []
+    for value in sorted((v for v in set(known_values) if len(v) >= MIN_STATED_LEN), key=len, reverse=True):
+        start = reply.find(value)
+        while start != -1:
+            end = start + len(value)
+            if not any(s < end and start < e for s, e, _ in found):
+                found.append((start, end, value))
+                break
+            start = reply.find(value, start + 1)
+    return [v for _, _, v in sorted(found)]
+
+
+@register("ask-names-attribute")
+def ask_names_attribute(pred: str, ref: ReplyReference) -> Ratio:
+    if not ref.asked:
+        return NOT_APPLICABLE
+    named = any(key in pred or any(v and v in pred for v in values) for key, values in ref.asked.items())
+    return Ratio(float(named), 1.0)
+
+
+@register("knowledge-true")
+def knowledge_true(pred: str, ref: ReplyReference) -> Ratio:
+    if not ref.has_items:
+        return NOT_APPLICABLE
+    stated = stated_values(pred, ref.known_values)
+    return Ratio(float(sum(v in ref.item_values for v in stated)), float(len(stated)))
+
+
+_OPTION_SPLIT = re.compile(r"[，,。！？!?；;、\s~]+|还是|或者|或是|或")
+_CJK = "\u4e00-\u9fff"
+_TRIPLE_CHAR = re.compile(f"([{_CJK}])\\1\\1")  # '她她她'
+_PHRASE_TWICE = re.compile(f"([{_CJK}A-Za-z]{{2,}})\\1")  # '适合适合'
+_PARTICLES = "是呢的呀吗啊哦嘛"
+
+
+def repeats(reply: str) -> bool:
+    """A character three times in a row, a phrase twice back to back, or two neighbouring options
+    (split at punctuation and 还是/或) where the second repeats the end of the first."""
+    if _TRIPLE_CHAR.search(reply) or _PHRASE_TWICE.search(reply):
+        return True
+    pieces = [p.strip(_PARTICLES) for p in _OPTION_SPLIT.split(reply)]
+    pieces = [p for p in pieces if p]
+    return any(len(b) >= 2 and a.endswith(b) for a, b in zip(pieces, pieces[1:]))
+
+
+@register("repetition")
+def repetition(pred: str, ref: ReplyReference | str | None = None) -> Ratio:
+    return Ratio(float(repeats(pred)), 1.0)
+
+
 # ---------------------------------------------------------------------------------------- tasks
 TASK_METRICS = {
     "understand": ["precision", "recall", "f1"],
@@ -125,6 +216,7 @@ TASK_METRICS = {
     "recommend": ["accuracy", "hit@5", "mrr@5", "ndcg@5"],
     "recommend_catalog": ["hit@10", "hit@50", "mrr@50", "ndcg@50"],
     "respond": ["bleu-1", "bleu-2", "distinct-1", "distinct-2"],
+    "respond_checks": ["ask-names-attribute", "knowledge-true", "repetition"],  # golds: ReplyReference
 }
 RANK_TASKS = {"recommend", "recommend_catalog"}
 
@@ -140,19 +232,34 @@ def evaluate(task: str, preds: Sequence, golds: Sequence, categories: Sequence[s
     names = list(metrics or TASK_METRICS[task])
     fns = {name: get_metric(name) for name in names}
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # Ratio denominators
+    ratios: set[str] = set()
     counts: Counter = Counter()
     cats = categories if categories is not None else ["all"] * len(preds)
     for pred, gold, cat in zip(preds, golds, cats):
         groups = {"all", cat}
         for name, fn in fns.items():
             value = fn(pred) if task in RANK_TASKS else fn(pred, gold)
+            if isinstance(value, Ratio):
+                ratios.add(name)
+                for g in groups:
+                    sums[g][name] += value.hits
+                    totals[g][name] += value.total
+                continue
             for g in groups:
                 sums[g][name] += value
         for g in groups:
             counts[g] += 1
     out = {}
     for group in sorted(sums, key=lambda g: (g != "all", g)):
-        out[group] = {name: sums[group][name] / counts[group] for name in names}
+        out[group] = {}
+        for name in names:
+            if name in ratios:
+                total = totals[group][name]
+                out[group][name] = sums[group][name] / total if total else 0.0
+                out[group][f"{name}/n"] = total
+            else:
+                out[group][name] = sums[group][name] / counts[group]
         out[group]["n"] = counts[group]
     if not out:
         out["all"] = {name: 0.0 for name in names} | {"n": 0}
