@@ -49,6 +49,12 @@ def test_evaluate_overall_and_per_category():
 
 
 # ------------------------------------------------------------------------------------ reply checks
+def stated_values_of(reply, known):
+    from uneed.metrics import stated_values
+
+    return stated_values(reply, known)
+
+
 def _ask_ref(**kw):
     from uneed.metrics import ReplyReference
 
@@ -65,6 +71,7 @@ def test_ask_names_attribute_by_hand():
     miss = check("亲亲，请问您的预算是多少呢", _ask_ref())
     assert (miss.hits, miss.total) == (0.0, 1.0)
     assert check("这款卖得很好哦", ReplyReference()) == NOT_APPLICABLE  # not an ask action: not counted
+    assert stated_values_of("预算400以内", {"40", "以内"}) == ["以内"]  # '40' inside '400' is not stated
 
 
 def test_knowledge_true_counts_stated_values_by_hand():
@@ -128,6 +135,6 @@ def test_reply_references_from_samples_and_items(tiny_corpus):
     fixed = evaluate_replies(train, ["好的亲" for _ in train], tiny_corpus.items, train)["all"]
     assert gold["ask-names-attribute"] > 0.8 > 0.2 > fixed["ask-names-attribute"]
     with_items = [s for s in train if s.items and s.items[0] in tiny_corpus.items]
-    copied = ["这款" + "，".join(v for vs in tiny_corpus.items[s.items[0]].knowledge.values() for v in vs)
-              for s in with_items]
+    copied = ["这款" + "，".join(v for rel, vs in tiny_corpus.items[s.items[0]].knowledge.items() for v in vs
+                                if rel != "一级类目") for s in with_items]
     assert evaluate_replies(with_items, copied, tiny_corpus.items, train)["all"]["knowledge-true"] == 1.0

@@ -157,14 +157,21 @@ class ReplyReference:
 MIN_STATED_LEN = 2  # a one-character value ('高', '女') is not counted as stated: it hides in other words
 
 
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
 def stated_values(reply: str, known_values: Iterable[str]) -> list[str]:
-    """Known values found in the reply, longest first, none inside an accepted longer one."""
+    """Known values found in the reply, longest first, none inside an accepted longer one; a value that
+    begins or ends with a letter or digit must not continue a longer word or number ('40' in '400')."""
     found: list[tuple[int, int, str]] = []
     for value in sorted((v for v in set(known_values) if len(v) >= MIN_STATED_LEN), key=len, reverse=True):
         start = reply.find(value)
         while start != -1:
             end = start + len(value)
-            if not any(s < end and start < e for s, e, _ in found):
+            glued = (_alnum(value[0]) and start > 0 and _alnum(reply[start - 1])) or \
+                    (_alnum(value[-1]) and end < len(reply) and _alnum(reply[end]))
+            if not glued and not any(s < end and start < e for s, e, _ in found):
                 found.append((start, end, value))
                 break
             start = reply.find(value, start + 1)
