@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, object] | None = None,
                    tasks: Iterable[str] = TASKS, max_per_task: int | None = None,
-                   items: Mapping[str, Item] | None = None) -> tuple[list[TaskSample], list[CRSExample]]:
+                   items: Mapping[str, Item] | None = None,
+                   respond_facts: bool = False) -> tuple[list[TaskSample], list[CRSExample]]:
     """Samples of a split and their CRS sequences (with the LLM's predictions when given).
 
     Recommendation samples without candidates are left out (they cannot be ranked)."""
@@ -37,7 +38,7 @@ def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, obj
         samples = kept
     items = corpus.items if items is None else items
     llm = llm_predictions or {}
-    return samples, [crs_example(s, items, llm.get(s.key)) for s in samples]
+    return samples, [crs_example(s, items, llm.get(s.key), respond_facts) for s in samples]
 
 
 def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict], items: Mapping[str, Item] | None = None,
@@ -150,7 +151,8 @@ def predict_samples(crs, corpus: Corpus, samples: Sequence[TaskSample], llm_pred
     understood: dict[str, str] = {}
     if context == "own":
         samples, understood = own_context(crs, corpus, samples, llm)
-    examples = [crs_example(s, corpus.items, llm.get(s.key)) for s in samples if s.key not in understood]
+    examples = [crs_example(s, corpus.items, llm.get(s.key), crs.config.respond_facts)
+                for s in samples if s.key not in understood]
     rows = {r["key"]: r for r in crs.predict_examples(examples, catalog_k=catalog_k)}
     rows.update({k: {"key": k, "task": "understand", "prediction": v} for k, v in understood.items()})
     return [rows[s.key] for s in samples if s.key in rows]

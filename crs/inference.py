@@ -59,13 +59,15 @@ class ScoredItem:
 
 
 class _KnownItem:
-    """Stands in for uneed.corpus.Item when only its short text was saved with the model."""
+    """Stands in for uneed.corpus.Item when only its texts were saved with the model: the short one
+    (two facts) and, when saved, the one with all its knowledge."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, facts: str | None = None):
         self._text = text
+        self._facts = facts
 
     def text(self, max_relations: int | None = None) -> str:
-        return self._text
+        return self._facts if max_relations is None and self._facts else self._text
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -87,6 +89,8 @@ def save_item_texts(path: Path, items: Mapping) -> None:
     each item's knowledge values (what the needs-match bonus compares the needs with)."""
     texts = {i: item.text(max_relations=2) for i, item in items.items()}
     (path / "item_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    facts = {i: item.text() for i, item in items.items()}
+    (path / "item_facts.json").write_text(json.dumps(facts, ensure_ascii=False), encoding="utf-8")
     (path / "item_values.json").write_text(json.dumps({i: item_values(item) for i, item in items.items()},
                                                       ensure_ascii=False), encoding="utf-8")
 
@@ -146,7 +150,7 @@ class CRS:
 
     def __init__(self, model: UnifiedCRS, tok, catalog: Catalog, device: str | torch.device = "cpu",
                  item_texts: Mapping[str, str] | None = None, index_kind: str | None = None, batch_size: int = 32,
-                 item_values: Mapping[str, Sequence[str]] | None = None):
+                 item_values: Mapping[str, Sequence[str]] | None = None, item_facts: Mapping[str, str] | None = None):
         self.model = model.eval()
         self.tok = tok
         self.catalog = catalog
@@ -154,7 +158,8 @@ class CRS:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.batch_size = batch_size
-        self.items = {i: _KnownItem(t) for i, t in (item_texts or {}).items()}
+        facts = item_facts or {}
+        self.items = {i: _KnownItem(t, facts.get(i)) for i, t in (item_texts or {}).items()}
         self.item_values = item_values if self.config.needs_match else None
         if self.config.needs_match and not item_values:
             raise ModelLoadError("this CRS matches needs with item knowledge, but no item_values.json came with it")
@@ -176,8 +181,9 @@ class CRS:
         model, tok, catalog = UnifiedCRS.load(path, trust_remote_code=trust_remote_code)
         texts = _read_json(path / "item_texts.json")
         values = _read_json(path / "item_values.json") if model.config.needs_match else None
+        facts = _read_json(path / "item_facts.json") if model.config.respond_facts else None
         return cls(model, tok, catalog, device=device, item_texts=texts, index_kind=index, batch_size=batch_size,
-                   item_values=values)
+                   item_values=values, item_facts=facts)
 
     @property
     def index(self) -> ItemIndex:
@@ -401,7 +407,7 @@ class CRS:
         for i, ctx in enumerate(contexts):
             s = self._sample("respond", ctx, target="", asked=_as_tags(attributes[i] if attributes else []),
                              items=list(items[i]) if items else [])
-            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i), self.config.respond_facts))
         return self.answer_features(self.encoder.encode_all(examples, "respond"))
 
     def _known(self, ids, what: str) -> list[str]:

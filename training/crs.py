@@ -3,8 +3,9 @@
     presales train crs --data DIR --out RUN [--config FILE] [--llm-predictions FILE] [--resume]
     python -m training.crs --data data/small --out runs/crs
 
-Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation only
-(L = L_R); stage 2 (`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
+Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation
+(L = L_R) and, with the classification heads of crs.heads, on the tasks they answer; stage 2
+(`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
 Every epoch: train losses and validation metrics go to RUN/log.jsonl, the state to RUN/checkpoint/
 (--resume continues from it), and the best model by `valid_score` to RUN/best/. The validation
 score is the mean of understanding F1, elicitation F1, response BLEU-1 (greedy decoding of at most
@@ -92,6 +93,8 @@ class CRSTrainArgs:
                                                                    "choice among the domain's keys (classify)"})
     needs_match: bool = field(default=False, metadata={"help": "add a learned bonus for candidates whose knowledge "
                                                                 "matches the user's needs"})
+    respond_facts: bool = field(default=False, metadata={"help": "a reply's items show all their knowledge in its "
+                                                                  "source (not the first two facts)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -122,7 +125,8 @@ def model_config(args: CRSTrainArgs) -> CRSConfig:
                   d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
                   item_dim=args.item_dim, behaviour_encoder=args.behaviour_encoder, item_init=args.item_init,
                   index=args.index, base_model=args.base_model, use_llm=bool(args.llm_predictions),
-                  understand_head=args.understand_head, elicit_head=args.elicit_head, needs_match=args.needs_match)
+                  understand_head=args.understand_head, elicit_head=args.elicit_head, needs_match=args.needs_match,
+                  respond_facts=args.respond_facts)
 
 
 def param_groups(model: UnifiedCRS, args: CRSTrainArgs) -> list[dict]:
@@ -153,17 +157,20 @@ def lr_lambda(total: int, warmup: int):
     return fn
 
 
-def count_batches(feats: list[Features], args: CRSTrainArgs, stage: int) -> int:
-    rec = sum(f.task == "recommend" for f in feats)
-    gen = len(feats) - rec
-    n = math.ceil(rec / args.rec_batch_size)
-    if stage == 2:
-        by_task: dict[str, int] = {}
-        for f in feats:
-            if f.task != "recommend":
-                by_task[f.task] = by_task.get(f.task, 0) + 1
-        n += sum(math.ceil(c / args.batch_size) for c in by_task.values())
-    return n if gen or rec else 0
+def stage_tasks(model: UnifiedCRS, stage: int) -> set[str]:
+    """What a stage trains: stage 1 recommendation and the tasks of the encoder's heads (encoder-only
+    and cheap, they learn from more epochs), stage 2 everything."""
+    return {"recommend", *model.heads.keys()} - {"match"} if stage == 1 else {"understand", "elicit", "recommend",
+                                                                              "respond"}
+
+
+def count_batches(feats: list[Features], args: CRSTrainArgs, tasks: set[str]) -> int:
+    by_task: dict[str, int] = {}
+    for f in feats:
+        if f.task in tasks:
+            by_task[f.task] = by_task.get(f.task, 0) + 1
+    return sum(math.ceil(c / (args.rec_batch_size if t == "recommend" else args.batch_size))
+               for t, c in by_task.items())
 
 
 class Trainer:
@@ -181,9 +188,11 @@ class Trainer:
         if not self.corpus.split("train"):
             raise PresalesError(f"{args.data}: the train split has no dialogues")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
+        facts = model_config(args).respond_facts
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
-                                                                 max_per_task=args.max_train_samples)
-        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm)
+                                                                 max_per_task=args.max_train_samples,
+                                                                 respond_facts=facts)
+        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
         if not self.train_examples:
             raise PresalesError(f"{args.data}: no training samples could be built from the train split")
         if self.llm is not None:
@@ -275,7 +284,8 @@ class Trainer:
         from tqdm import tqdm
 
         args = self.args
-        feats = [f for f in self.train_feats if stage == 2 or f.task == "recommend"]
+        tasks = stage_tasks(self.model, stage)
+        feats = [f for f in self.train_feats if f.task in tasks]
         rec = [f for f in feats if f.task == "recommend"]
         gen = [f for f in feats if f.task != "recommend"]
         plan = list(batches(rec, args.rec_batch_size, True, rng)) + list(batches(gen, args.batch_size, True, rng))
@@ -375,7 +385,8 @@ class Trainer:
         self.model.to(self.device)
         self.features()
         total_epochs = args.rec_epochs + args.epochs
-        steps = sum(count_batches(self.train_feats, args, 1 if e < args.rec_epochs else 2) for e in range(total_epochs))
+        steps = sum(count_batches(self.train_feats, args, stage_tasks(self.model, 1 if e < args.rec_epochs else 2))
+                    for e in range(total_epochs))
         self.optimizer(max(1, steps))
         if self._pending_state is not None:
             self.opt.load_state_dict(self._pending_state["optimizer"])

@@ -47,10 +47,11 @@ class CRSExample:
     needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the user's needs so far
 
 
-def item_short(item_id: str, items: Mapping[str, Item]) -> str:
-    """A recommended item inside a sequence: its first knowledge facts, or its id when unknown."""
+def item_short(item_id: str, items: Mapping[str, Item], max_relations: int | None = 2) -> str:
+    """A recommended item inside a sequence: its first knowledge facts (all with max_relations=None),
+    or its id when unknown."""
     item = items.get(item_id)
-    text = item.text(max_relations=2) if item is not None else ""
+    text = item.text(max_relations=max_relations) if item is not None else ""
     return text or item_id
 
 
@@ -80,8 +81,11 @@ def llm_segment(task: str, prediction) -> str:
     return f"{LLM}{prediction}"
 
 
-def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=None) -> CRSExample:
-    """The UniMIND-style sequence of one sample, optionally with the LLM's prediction for it."""
+def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=None,
+                respond_facts: bool = False) -> CRSExample:
+    """The UniMIND-style sequence of one sample, optionally with the LLM's prediction for it.
+    respond_facts: a reply's items show all their knowledge (not the first two facts), so that a
+    reply can copy what is true of them."""
     task = sample.task
     source = render_history(sample.context, task, items)
     target = ""
@@ -105,7 +109,7 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
             llm_item = llm_prediction if isinstance(llm_prediction, str) else llm_prediction[0]
     elif task == "respond":
         asked = format_tags(sample.asked)
-        goods = "、".join(item_short(i, items) for i in sample.items)
+        goods = "、".join(item_short(i, items, None if respond_facts else 2) for i in sample.items)
         source += f"{ELICIT}{asked}{RECOMMEND}{goods}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = sample.target
     else:
