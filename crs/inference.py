@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from uneed.errors import PresalesError
+from uneed.replies import item_values
 from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
 
 from .catalog import Catalog
@@ -85,21 +86,15 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def save_item_texts(path: Path, items: Mapping) -> None:
-    """The short item texts the sequences show for recommended items (crs_format.item_short), and
-    each item's knowledge values (what the needs-match bonus compares the needs with)."""
+    """The short item texts the sequences show for recommended items (crs_format.item_short), the
+    texts with all their knowledge (what a reply's items show with respond_facts) and each item's
+    knowledge values (what the needs-match bonus compares the needs with)."""
     texts = {i: item.text(max_relations=2) for i, item in items.items()}
     (path / "item_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     facts = {i: item.text() for i, item in items.items()}
     (path / "item_facts.json").write_text(json.dumps(facts, ensure_ascii=False), encoding="utf-8")
-    (path / "item_values.json").write_text(json.dumps({i: item_values(item) for i, item in items.items()},
+    (path / "item_values.json").write_text(json.dumps({i: sorted(item_values(item)) for i, item in items.items()},
                                                       ensure_ascii=False), encoding="utf-8")
-
-
-def item_values(item) -> list[str]:
-    """An item's knowledge values, the numeric 一级类目 code left out."""
-    from uneed.corpus import CATEGORY_RELATION
-
-    return list(dict.fromkeys(v for rel, vs in item.knowledge.items() if rel != CATEGORY_RELATION for v in vs))
 
 
 def _read_json(path: Path) -> dict:

@@ -32,12 +32,13 @@ from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
 from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions, split_examples
 from crs.heads import KeySpace
-from crs.inference import CRS, item_values, save_item_texts
+from crs.inference import CRS, save_item_texts
 from crs.model import ModelLoadError, UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 from uneed.errors import PresalesError
 from uneed.metrics import evaluate, rank_of
+from uneed.replies import item_values
 from uneed.tasks import build_samples, read_predictions, write_predictions
 from uneed.vocab import unknown_rate
 
@@ -224,7 +225,7 @@ class Trainer:
 
     def features(self) -> None:
         c = self.model.config
-        self.item_values = ({i: item_values(item) for i, item in self.corpus.items.items()}
+        self.item_values = ({i: sorted(item_values(item)) for i, item in self.corpus.items.items()}
                             if c.needs_match else None)
         self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours,
                                keys=self.model.keys, head_tasks=c.head_tasks, item_values=self.item_values)
