@@ -50,7 +50,8 @@ class CRSPolicy:
         if ev:
             events.append(ev)
         llm_tags = llm_out["tags"] if llm_out else None
-        tags = self.crs.understand([utterances(state)], llm_predictions=[llm_tags] if llm_tags is not None else None)[0]
+        tags = self.crs.understand([utterances(state)], llm_predictions=[llm_tags] if llm_tags is not None else None,
+                                   domains=[state.get("category", "")])[0]
         events.append(event("understand", tool="crs.understand", args={"llm": llm_tags}, result=tags))
         index = len(state.get("transcript", [])) - 1
         return {"transcript": [{"update": index, "tags": tags}], "needs": needs_of(tags), "events": events}
@@ -66,7 +67,8 @@ class CRSPolicy:
             events.append(ev)
         llm_keys = llm_out["attributes"] if llm_out else None
         keys = self.crs.elicit([utterances(state)], [need_pairs(state)],
-                               llm_predictions=[llm_keys] if llm_keys is not None else None)[0]
+                               llm_predictions=[llm_keys] if llm_keys is not None else None,
+                               domains=[state.get("category", "")])[0]
         done = set(state.get("asked", [])) | set((state.get("needs") or {}).keys())
         attribute = next((k for k in keys if k not in done), None)
         if attribute is None:

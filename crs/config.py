@@ -20,6 +20,8 @@ from uneed.errors import PresalesError
 BEHAVIOUR_ENCODERS = ("attention", "gru", "mean", "none")
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 ITEM_INITS = ("svd", "random")
+UNDERSTAND_HEADS = ("generate", "extract")
+ELICIT_HEADS = ("generate", "classify")
 
 
 class CRSConfigError(PresalesError, ValueError):
@@ -43,6 +45,11 @@ class CRSConfig:
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"understand": 40, "elicit": 16, "respond": 48})
     num_beams: int = 1  # beam search works only without the copy head
     copy_mechanism: bool = True  # pointer-generator output layer (crs.model.CopyHead)
+    # --- how understanding and elicitation are answered (crs.heads)
+    understand_head: str = "generate"  # generate (UniMIND: the decoder writes 'key：value') | extract (BIO tagging)
+    elicit_head: str = "generate"  # generate (the decoder writes the keys) | classify (a choice among the keys)
+    needs_match: bool = False  # recommendation adds a learned bonus for candidates whose knowledge matches the needs
+    respond_facts: bool = False  # a reply's items show all their knowledge in the source (not the first two facts)
     # --- the recommender (equations 2-5)
     item_dim: int = 128
     behaviour_encoder: str = "attention"  # attention | gru | mean | none
@@ -66,6 +73,10 @@ class CRSConfig:
             raise CRSConfigError(f"behaviour_encoder must be one of {BEHAVIOUR_ENCODERS}, got {self.behaviour_encoder!r}")
         if self.index not in INDEX_KINDS:
             raise CRSConfigError(f"index must be one of {INDEX_KINDS}, got {self.index!r}")
+        if self.understand_head not in UNDERSTAND_HEADS:
+            raise CRSConfigError(f"understand_head must be one of {UNDERSTAND_HEADS}, got {self.understand_head!r}")
+        if self.elicit_head not in ELICIT_HEADS:
+            raise CRSConfigError(f"elicit_head must be one of {ELICIT_HEADS}, got {self.elicit_head!r}")
         if self.item_init not in ITEM_INITS:
             raise CRSConfigError(f"item_init must be one of {ITEM_INITS}, got {self.item_init!r}")
         for name in ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "max_position",
@@ -78,6 +89,12 @@ class CRSConfig:
             raise CRSConfigError(f"max_source_len ({self.max_source_len}) + 2 exceeds max_position ({self.max_position})")
         if not 0 <= self.dropout < 1:
             raise CRSConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def head_tasks(self) -> tuple[str, ...]:
+        """The tasks a classification head answers instead of the decoder."""
+        return tuple(t for t, on in (("understand", self.understand_head == "extract"),
+                                     ("elicit", self.elicit_head == "classify")) if on)
 
     # ------------------------------------------------------------------------------------ io
     def to_dict(self) -> dict:

@@ -4,19 +4,24 @@ Sources are `<s> ... </s>`; a source longer than `max_source_len` loses its OLDE
 prompt Z_* sits at the end, so it is never cut) and the truncation is counted and logged.
 Targets are `... </s>`, cut on the right. Recommendation features carry catalog rows: the gold item,
 the candidates, the behaviours (latest last, unknown items dropped) and the LLM's item (-1: none).
+With the heads of crs.heads (an Encoder given a KeySpace), understanding features also carry the
+tokens' character offsets, the current utterance's tokens and their BIO labels, elicitation
+features the gold keys and the keys allowed, and recommendation features (given the items'
+knowledge values) the needs-match features of every candidate.
 """
 from __future__ import annotations
 
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from uneed.tasks import CRSExample
+from uneed.tasks import CRSExample, parse_keys, parse_tags
 
 from .catalog import Catalog
+from .heads import KeySpace, bio_labels, match_features
 from .model import special_ids
 
 log = logging.getLogger(__name__)
@@ -34,17 +39,32 @@ class Features:
     behaviours: list[int] = field(default_factory=list)
     llm_row: int = -1
     truncated: bool = False
+    # the classification heads (crs.heads)
+    source: str = ""  # understand: the source text the offsets point into
+    offsets: list[tuple[int, int]] = field(default_factory=list)  # understand: characters of each token
+    span_tokens: list[int] = field(default_factory=list)  # understand: token positions of the utterance
+    tag_labels: list[int] = field(default_factory=list)  # understand: BIO label per token (-100: not tagged)
+    valueless: list[int] = field(default_factory=list)  # understand: keys named without a value
+    key_targets: list[int] = field(default_factory=list)  # elicit: gold keys
+    allowed: list[bool] = field(default_factory=list)  # understand/elicit: keys the sample may use
+    match: list[list[float]] = field(default_factory=list)  # recommend: needs-match features per candidate
+    needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the needs they were computed from
 
 
 class Encoder:
     """Turns CRSExamples into Features with one tokenizer, catalog and length budget."""
 
-    def __init__(self, tok, catalog: Catalog, max_source_len: int, max_target_len: int, max_behaviours: int = 50):
+    def __init__(self, tok, catalog: Catalog, max_source_len: int, max_target_len: int, max_behaviours: int = 50,
+                 keys: KeySpace | None = None, head_tasks: Sequence[str] = (),
+                 item_values: Mapping[str, Sequence[str]] | None = None):
         self.tok = tok
         self.catalog = catalog
         self.max_source_len = max_source_len
         self.max_target_len = max_target_len
         self.max_behaviours = max_behaviours
+        self.keys = keys
+        self.head_tasks = set(head_tasks) if keys is not None else set()  # tasks answered by a head
+        self.item_values = item_values
         self.pad, self.bos, self.eos = special_ids(tok)
 
     def ids(self, text: str) -> list[int]:
@@ -62,6 +82,8 @@ class Encoder:
         return self.ids(text)[: max(1, self.max_target_len - 1)] + [self.eos]
 
     def encode(self, ex: CRSExample) -> Features:
+        if ex.task == "understand" and "understand" in self.head_tasks:
+            return self._extraction(ex)
         input_ids, truncated = self.source(ex.source)
         f = Features(ex.key, ex.task, ex.domain, input_ids, truncated=truncated)
         if ex.task == "recommend":
@@ -69,9 +91,43 @@ class Encoder:
             f.candidates = self.catalog.rows(ex.candidates)
             f.behaviours = self.catalog.rows(ex.behaviours)[-self.max_behaviours:]
             f.llm_row = self.catalog.row(ex.llm_item)
+            if self.item_values is not None:
+                f.needs = list(ex.needs)
+                f.match = [match_features(ex.needs, self.item_values.get(self.catalog.ids[r], ()))
+                           for r in f.candidates]
         else:
             f.labels = self.target(ex.target)
+        if ex.task == "elicit" and "elicit" in self.head_tasks:
+            allowed = self.keys.allowed(ex.domain)
+            for key in ex.known_keys:  # never ask what the user said or the staff asked already
+                if key in self.keys.index:
+                    allowed[self.keys.index[key]] = False
+            f.allowed = allowed
+            f.key_targets = [self.keys.index[k] for k in parse_keys(ex.target)[0] if k in self.keys.index]
         return f
+
+    def _extraction(self, ex: CRSExample) -> Features:
+        """An understanding sample for the extraction head: tokens with their character offsets (left
+        truncation drops offsets with their tokens) and the BIO labels of the current utterance."""
+        enc = self.tok(ex.source, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        room = max(1, self.max_source_len - 2)
+        truncated = len(ids) > room
+        if truncated:
+            ids, offsets = ids[-room:], offsets[-room:]
+        start, end = ex.span if ex.span is not None else (0, len(ex.source))
+        text = ex.source[start:end]
+        char_labels, valueless = bio_labels(text, parse_tags(ex.target)[0], self.keys)
+        span_tokens, tag_labels = [], [-100]
+        for j, (a, b) in enumerate(offsets):
+            inside = start <= a and b <= end and b > a
+            if inside:
+                span_tokens.append(j + 1)  # +1: the <s> in front
+            tag_labels.append(char_labels[a - start] if inside else -100)
+        tag_labels.append(-100)
+        return Features(ex.key, ex.task, ex.domain, [self.bos] + ids + [self.eos], truncated=truncated,
+                        source=ex.source, offsets=[(0, 0)] + offsets + [(0, 0)], span_tokens=span_tokens,
+                        tag_labels=tag_labels, valueless=valueless, allowed=self.keys.allowed(ex.domain))
 
     def encode_all(self, examples: Sequence[CRSExample], what: str = "") -> list[Features]:
         feats = [self.encode(ex) for ex in examples]
@@ -107,6 +163,28 @@ def collate(feats: Sequence[Features], pad: int, device: torch.device | str = "c
             if f.candidates:
                 cands[i, : len(f.candidates)] = torch.tensor(f.candidates)
         batch["candidates"] = cands
+        if feats[0].match:
+            match = torch.zeros((n, max(c, 1), len(feats[0].match[0])), dtype=torch.float)
+            for i, f in enumerate(feats):
+                if f.match:
+                    match[i, : len(f.match)] = torch.tensor(f.match)
+            batch["match"] = match
+    elif feats[0].task == "understand" and feats[0].allowed:
+        batch["allowed_keys"] = torch.tensor([f.allowed for f in feats], dtype=torch.bool)
+        labels = torch.full((n, src_len), -100, dtype=torch.long)
+        span = torch.zeros((n, src_len), dtype=torch.bool)
+        valueless = torch.zeros((n, len(feats[0].allowed)), dtype=torch.float)
+        for i, f in enumerate(feats):
+            labels[i, : len(f.tag_labels)] = torch.tensor(f.tag_labels)
+            span[i, f.span_tokens] = True
+            valueless[i, f.valueless] = 1.0
+        batch.update(tag_labels=labels, span_mask=span, valueless=valueless)
+    elif feats[0].task == "elicit" and feats[0].allowed:
+        batch["allowed_keys"] = torch.tensor([f.allowed for f in feats], dtype=torch.bool)
+        targets = torch.zeros((n, len(feats[0].allowed)), dtype=torch.float)
+        for i, f in enumerate(feats):
+            targets[i, f.key_targets] = 1.0
+        batch["key_targets"] = targets
     else:
         tgt_len = max(len(f.labels) for f in feats)
         labels = torch.full((n, tgt_len), -100, dtype=torch.long)

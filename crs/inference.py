@@ -33,18 +33,22 @@ import torch
 
 from uneed.device import autocast
 from uneed.errors import ModelLoadError, PresalesError
+from uneed.replies import item_values
 from uneed.schema import USER
 from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
 
 from .catalog import Catalog
 from .config import CRSConfig
 from .data import Encoder, Features, collate
+from .heads import decode_bio, match_features
 from .index import ItemIndex
 from .model import UnifiedCRS
 
 log = logging.getLogger(__name__)
 
 GEN_TASKS = ("understand", "elicit", "respond")
+# A catalog search with the needs-match bonus re-ranks this many items beyond the k asked for.
+MATCH_RERANK = 100
 _CJK_SPACE = re.compile(r"(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
 
 
@@ -58,13 +62,15 @@ class ScoredItem:
 
 
 class _KnownItem:
-    """Stands in for uneed.corpus.Item when only its short text was saved with the model."""
+    """Stands in for uneed.corpus.Item when only its texts were saved with the model: the short one
+    (two facts) and, when saved, the one with all its knowledge."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, facts: str | None = None):
         self._text = text
+        self._facts = facts
 
     def text(self, max_relations: int | None = None) -> str:
-        return self._text
+        return self._facts if max_relations is None and self._facts else self._text
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -82,9 +88,24 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def save_item_texts(path: Path, items: Mapping) -> None:
-    """The short item texts the sequences show for recommended items (crs_format.item_short)."""
+    """The short item texts the sequences show for recommended items (crs_format.item_short), the
+    texts with all their knowledge (what a reply's items show with respond_facts) and each item's
+    knowledge values (what the needs-match bonus compares the needs with)."""
     texts = {i: item.text(max_relations=2) for i, item in items.items()}
     (path / "item_texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    facts = {i: item.text() for i, item in items.items()}
+    (path / "item_facts.json").write_text(json.dumps(facts, ensure_ascii=False), encoding="utf-8")
+    (path / "item_values.json").write_text(json.dumps({i: sorted(item_values(item)) for i, item in items.items()},
+                                                      ensure_ascii=False), encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: corrupt ({exc})") from None
 
 
 def save_item_groups(path: Path, corpus) -> None:
@@ -102,6 +123,17 @@ def _as_tags(needs) -> list[str]:
         else:
             tags.append(str(n))
     return tags
+
+
+def _pairs(needs) -> list[tuple[str, str]]:
+    """Needs given as ('key', 'value') pairs or 'key：value' tags, as pairs."""
+    return [tuple(t.partition("：")[::2]) for t in _as_tags(needs)]
+
+
+def _context_needs(context: Sequence[Utterance]) -> list[tuple[str, str]]:
+    """The valued tags of the user's turns, in order (what uneed.tasks calls the needs so far)."""
+    pairs = [tuple(t.partition("：")[::2]) for u in context if u.speaker == "用户" for t in u.tags]
+    return list(dict.fromkeys((k, v) for k, v in pairs if v))
 
 
 def _with_needs(context: Sequence[Utterance], needs) -> list[Utterance]:
@@ -122,6 +154,7 @@ class CRS:
 
     def __init__(self, model: UnifiedCRS, tok, catalog: Catalog, device: str | torch.device = "cpu",
                  item_texts: Mapping[str, str] | None = None, index_kind: str | None = None, batch_size: int = 32,
+                 item_values: Mapping[str, Sequence[str]] | None = None, item_facts: Mapping[str, str] | None = None,
                  item_domains: Mapping[str, str] | None = None, item_sellers: Mapping[str, str] | None = None):
         self.model = model.eval()
         self.tok = tok
@@ -130,9 +163,14 @@ class CRS:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.batch_size = batch_size
-        self.items = {i: _KnownItem(t) for i, t in (item_texts or {}).items()}
+        facts = item_facts or {}
+        self.items = {i: _KnownItem(t, facts.get(i)) for i, t in (item_texts or {}).items()}
+        self.item_values = item_values if self.config.needs_match else None
+        if self.config.needs_match and not item_values:
+            raise ModelLoadError("this CRS matches needs with item knowledge, but no item_values.json came with it")
         self.encoder = Encoder(tok, catalog, self.config.max_source_len, self.config.max_target_len,
-                               self.config.max_behaviours)
+                               self.config.max_behaviours, keys=model.keys, head_tasks=self.config.head_tasks,
+                               item_values=self.item_values)
         self.index_kind = index_kind or self.config.index
         self._index: ItemIndex | None = None
         self.set_item_groups(item_domains or {}, item_sellers or {})
@@ -158,16 +196,13 @@ class CRS:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tok, catalog = UnifiedCRS.load(path, trust_remote_code=trust_remote_code)
-        texts, groups = {}, {}
-        for name in ("item_texts.json", "item_groups.json"):
-            if (path / name).is_file():
-                try:
-                    data = json.loads((path / name).read_text(encoding="utf-8"))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise ModelLoadError(f"{path / name}: corrupt ({exc})") from None
-                texts, groups = (data, groups) if name == "item_texts.json" else (texts, data)
+        texts = _read_json(path / "item_texts.json")
+        groups = _read_json(path / "item_groups.json")
+        values = _read_json(path / "item_values.json") if model.config.needs_match else None
+        facts = _read_json(path / "item_facts.json") if model.config.respond_facts else None
         return cls(model, tok, catalog, device=device, item_texts=texts, index_kind=index, batch_size=batch_size,
-                   item_domains=groups.get("domains"), item_sellers=groups.get("sellers"))
+                   item_values=values, item_facts=facts, item_domains=groups.get("domains"),
+                   item_sellers=groups.get("sellers"))
 
     @property
     def index(self) -> ItemIndex:
@@ -191,6 +226,51 @@ class CRS:
         if self.config.base_model:
             texts = [_CJK_SPACE.sub("", t) for t in texts]
         return [t.strip() for t in texts]
+
+    def answer_features(self, feats: Sequence[Features]) -> list[str]:
+        """The output text of understanding, elicitation or response features of ONE task: from the
+        task's classification head when the model has one, else decoded."""
+        if not feats:
+            return []
+        task = feats[0].task
+        if task in self.model.heads:
+            return self.extract_features(feats) if task == "understand" else self.classify_features(feats)
+        return self.generate_features(feats)
+
+    def extract_features(self, feats: Sequence[Features], threshold: float = 0.5) -> list[str]:
+        """Understanding by the extraction head: 'key：value' spans of the utterance, then 'key：' for
+        each key named without a value (probability above `threshold`)."""
+        out: list[str] = [""] * len(feats)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))
+        keys = self.model.keys
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            batch = collate([feats[i] for i in idx], self.encoder.pad, self.device)
+            with torch.no_grad(), _autocast(self.device):
+                labels, valueless = self.model.extract(batch)
+            labels, valueless = labels.cpu().tolist(), valueless.float().cpu().numpy()
+            for j, i in enumerate(idx):
+                f = feats[i]
+                pieces = [f.source[a:b] for a, b in (f.offsets[t] for t in f.span_tokens)]
+                spans = decode_bio([labels[j][t] for t in f.span_tokens], pieces, keys)
+                tags = [f"{k}：{v}" for k, v in spans]
+                valued = {k for k, _ in spans}
+                tags += [f"{keys.keys[k]}：" for k in np.flatnonzero(valueless[j] > threshold)
+                         if keys.keys[k] not in valued]
+                out[i] = "；".join(dict.fromkeys(tags))
+        return out
+
+    def classify_features(self, feats: Sequence[Features]) -> list[str]:
+        """Elicitation by the classification head: the most likely key among those allowed."""
+        out: list[str] = [""] * len(feats)
+        for s in range(0, len(feats), self.batch_size):
+            chunk = list(feats[s:s + self.batch_size])
+            batch = collate(chunk, self.encoder.pad, self.device)
+            with torch.no_grad(), _autocast(self.device):
+                probs = self.model.elicit_scores(batch).float().cpu().numpy()
+            for j, f in enumerate(chunk):
+                out[s + j] = self.model.keys.keys[int(probs[j].argmax())] if any(f.allowed) else ""
+        return out
 
     def generate_features(self, feats: Sequence[Features], max_new_tokens: int | None = None) -> list[str]:
         """Greedy (or beam) decoding of generation features, batched by length; outputs in input order."""
@@ -227,6 +307,39 @@ class CRS:
         users = np.concatenate(vecs) if vecs else np.zeros((0, self.config.item_dim), np.float32)
         return users, extras
 
+    def needs_bonus(self, needs: Sequence[tuple[str, str]], rows: Sequence[int]) -> dict[int, float]:
+        """{catalog row: the learned needs-match bonus} of `rows` (empty without the needs matcher)."""
+        if "match" not in self.model.heads or not needs or not len(rows):
+            return {}
+        feats = torch.tensor([match_features(needs, self.item_values.get(self.catalog.ids[r], ())) for r in rows])
+        with torch.no_grad():
+            bonus = self.model.heads["match"](feats.to(self.device)).float().cpu().tolist()
+        return {int(r): b for r, b in zip(rows, bonus) if b != 0.0}
+
+    def rank_candidates(self, feats: Sequence[Features], users: np.ndarray, extras: list[dict[int, float]],
+                        candidates: Sequence[Sequence[int]] | None = None):
+        """Each sample's candidates ranked: the index's score, the pointer bonus and the needs bonus."""
+        cands = [f.candidates for f in feats] if candidates is None else candidates
+        merged = [_merge(e, self.needs_bonus(f.needs, c)) for f, e, c in zip(feats, extras, cands)]
+        return self.index.rank_candidates(users, cands, extra=merged)
+
+    def search_catalog(self, feats: Sequence[Features], users: np.ndarray, extras: list[dict[int, float]], k: int,
+                       exclude: list[list[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of the whole catalog per sample; with the needs matcher, the top k + MATCH_RERANK
+        of the index re-ranked with the needs bonus."""
+        if "match" not in self.model.heads:
+            return self.index.search(users, k, exclude=exclude, extra=extras)
+        rows, scores = self.index.search(users, k + MATCH_RERANK, exclude=exclude, extra=extras)
+        out_rows = np.full((len(feats), k), -1, dtype=np.int64)
+        out_scores = np.full((len(feats), k), -np.inf, dtype=np.float32)
+        for j, f in enumerate(feats):
+            found = [int(r) for r in rows[j] if r >= 0]
+            bonus = self.needs_bonus(f.needs, found)
+            rescored = sorted(((float(s) + bonus.get(r, 0.0), r) for r, s in zip(found, scores[j])), reverse=True)[:k]
+            out_rows[j, : len(rescored)] = [r for _, r in rescored]
+            out_scores[j, : len(rescored)] = [s for s, _ in rescored]
+        return out_rows, out_scores
+
     def predict_examples(self, examples: Sequence[CRSExample], catalog_k: int = 50) -> list[dict]:
         """Prediction rows (uneed.tasks.write_predictions format) for CRS examples of any tasks.
 
@@ -239,14 +352,15 @@ class CRS:
             idx = [i for i, f in enumerate(feats) if f.task == task]
             if not idx:
                 continue
-            texts = self.generate_features([feats[i] for i in idx])
+            texts = self.answer_features([feats[i] for i in idx])
             for i, t in zip(idx, texts):
                 rows[i] = {"key": feats[i].key, "task": task, "prediction": t}
         idx = [i for i, f in enumerate(feats) if f.task == "recommend"]
         if idx:
-            users, extras = self.user_vectors([feats[i] for i in idx])
-            ranked = self.index.rank_candidates(users, [feats[i].candidates for i in idx], extra=extras)
-            top_rows, _ = self.index.search(users, catalog_k, extra=extras) if catalog_k else (None, None)
+            rec = [feats[i] for i in idx]
+            users, extras = self.user_vectors(rec)
+            ranked = self.rank_candidates(rec, users, extras)
+            top_rows, _ = self.search_catalog(rec, users, extras, catalog_k) if catalog_k else (None, None)
             for j, i in enumerate(idx):
                 cand_rows, scores = ranked[j]
                 row = {"key": feats[i].key, "task": "recommend",
@@ -258,8 +372,9 @@ class CRS:
         return [r for r in rows if r is not None]
 
     # ------------------------------------------------------------------------------------ the API
-    def _sample(self, task: str, context: Sequence[Utterance], current: Utterance | None = None, **kw) -> TaskSample:
-        return TaskSample(task=task, split="api", domain="", sid="", seq_no=0, user_id="", seller_id="",
+    def _sample(self, task: str, context: Sequence[Utterance], current: Utterance | None = None, domain: str = "",
+                **kw) -> TaskSample:
+        return TaskSample(task=task, split="api", domain=domain or "", sid="", seq_no=0, user_id="", seller_id="",
                           context=list(context), current=current or Utterance(USER, "", ""), target=kw.pop("target", ""),
                           **kw)
 
@@ -277,24 +392,31 @@ class CRS:
     def _llm(self, llm_predictions, i):
         return llm_predictions[i] if (llm_predictions is not None and self.config.use_llm) else None
 
-    def understand(self, contexts: Sequence[Sequence[Utterance]], llm_predictions: Sequence | None = None) -> list[list[str]]:
-        """Tags ('key：value') of the LAST utterance of each context, read with the earlier turns."""
-        self._check(contexts, ("llm_predictions", llm_predictions))
+    def understand(self, contexts: Sequence[Sequence[Utterance]], llm_predictions: Sequence | None = None,
+                   domains: Sequence[str] | None = None) -> list[list[str]]:
+        """Tags ('key：value') of the LAST utterance of each context, read with the earlier turns.
+        `domains[i]` (e.g. 美妆行业) limits the extraction head to that domain's keys."""
+        self._check(contexts, ("llm_predictions", llm_predictions), ("domains", domains))
         examples = []
         for i, ctx in enumerate(contexts):
             if not ctx:
                 raise PresalesError("understand needs a non-empty context: its last utterance is the one to understand")
-            s = self._sample("understand", ctx[:-1], ctx[-1], target=[])
+            s = self._sample("understand", ctx[:-1], ctx[-1], domain=domains[i] if domains else "", target=[])
             examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
-        return [parse_tags(t)[0] for t in self.generate_features(self.encoder.encode_all(examples, "understand"))]
+        return [parse_tags(t)[0] for t in self.answer_features(self.encoder.encode_all(examples, "understand"))]
 
     def elicit(self, contexts: Sequence[Sequence[Utterance]], needs: Sequence | None = None,
-               llm_predictions: Sequence | None = None) -> list[list[str]]:
-        """Attribute keys to ask next."""
-        self._check(contexts, ("needs", needs), ("llm_predictions", llm_predictions))
-        examples = [crs_example(self._sample("elicit", _with_needs(ctx, needs[i] if needs else None), target=[]),
-                                self.items, self._llm(llm_predictions, i)) for i, ctx in enumerate(contexts)]
-        return [parse_keys(t)[0] for t in self.generate_features(self.encoder.encode_all(examples, "elicit"))]
+               llm_predictions: Sequence | None = None, domains: Sequence[str] | None = None) -> list[list[str]]:
+        """Attribute keys to ask next (the classification head never names a key stated or asked already,
+        and keeps to `domains[i]`'s keys)."""
+        self._check(contexts, ("needs", needs), ("llm_predictions", llm_predictions), ("domains", domains))
+        examples = []
+        for i, ctx in enumerate(contexts):
+            given = _pairs(needs[i]) if needs else []
+            s = self._sample("elicit", _with_needs(ctx, needs[i] if needs else None), target=[],
+                             domain=domains[i] if domains else "", needs=given or _context_needs(ctx))
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
+        return [parse_keys(t)[0] for t in self.answer_features(self.encoder.encode_all(examples, "elicit"))]
 
     def respond(self, contexts: Sequence[Sequence[Utterance]], attributes: Sequence | None = None,
                 items: Sequence | None = None, llm_predictions: Sequence | None = None) -> list[str]:
@@ -304,8 +426,8 @@ class CRS:
         for i, ctx in enumerate(contexts):
             s = self._sample("respond", ctx, target="", asked=_as_tags(attributes[i] if attributes else []),
                              items=list(items[i]) if items else [])
-            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i)))
-        return self.generate_features(self.encoder.encode_all(examples, "respond"))
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i), self.config.respond_facts))
+        return self.answer_features(self.encoder.encode_all(examples, "respond"))
 
     def _known(self, ids, what: str) -> list[str]:
         ids = [str(i) for i in (ids or [])]
@@ -339,7 +461,9 @@ class CRS:
             if llm_item is not None and llm_item not in self.catalog:
                 log.warning("unknown LLM item %s ignored", llm_item)
                 llm_item = None
+            given = _pairs(needs[i]) if needs else []
             s = self._sample("recommend", _with_needs(ctx, needs[i] if needs else None), target="",
+                             needs=given or _context_needs(ctx),
                              behaviours=self._known(behaviours[i] if behaviours else [], "behaviours"),
                              candidates=self._known(candidates[i], "candidates") if candidates else [])
             examples.append(crs_example(s, self.items, [llm_item] if llm_item else None))
@@ -351,18 +475,18 @@ class CRS:
         if candidates is not None:
             cand_rows = [[r for r in f.candidates if r not in excl[i] and (allowed[i] is None or r in allowed[i])]
                          for i, f in enumerate(feats)]
-            for rows, scores in self.index.rank_candidates(users, cand_rows, extra=extras):
+            for rows, scores in self.rank_candidates(feats, users, extras, cand_rows):
                 top = len(rows) if k is None else k
                 results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[:top], scores[:top])])
             return results
         top_k = 10 if k is None else k
         if any(a is not None for a in allowed):
             for j in range(len(contexts)):
-                results.append(self._search_within(users[j:j + 1], extras[j], allowed[j], excl[j], top_k,
+                results.append(self._search_within(feats[j], users[j:j + 1], extras[j], allowed[j], excl[j], top_k,
                                                    sellers[j] if sellers else None))
             return results
-        rows, scores = self.index.search(users, top_k, exclude=[sorted(e) for e in excl] if exclude else None,
-                                         extra=extras)
+        rows, scores = self.search_catalog(feats, users, extras, top_k,
+                                           exclude=[sorted(e) for e in excl] if exclude else None)
         for j in range(len(contexts)):
             results.append([ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[j], scores[j]) if r >= 0])
         return results
@@ -377,11 +501,11 @@ class CRS:
             return [None] * len(domains)
         return [self._domain_rows.get(d, set()) if d else None for d in domains]
 
-    def _search_within(self, user: np.ndarray, extra: dict, allowed: set[int] | None, excluded: set[int], k: int,
-                       seller: str | None) -> list[ScoredItem]:
-        """The top k of the allowed rows (exact scores), the seller's rows first."""
+    def _search_within(self, feat: Features, user: np.ndarray, extra: dict, allowed: set[int] | None,
+                       excluded: set[int], k: int, seller: str | None) -> list[ScoredItem]:
+        """The top k of the allowed rows (exact scores, with the needs bonus), the seller's rows first."""
         if allowed is None:
-            rows, scores = self.index.search(user, k, exclude=[sorted(excluded)], extra=[extra])
+            rows, scores = self.search_catalog([feat], user, [extra], k, exclude=[sorted(excluded)])
             return [ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
         pool = allowed - excluded
         own = pool & self._seller_rows.get(seller, set()) if seller else set()
@@ -389,7 +513,14 @@ class CRS:
         for group in (own, pool - own):
             if len(out) >= k or not group:
                 continue
-            [(rows, scores)] = self.index.rank_candidates(user, [sorted(group)], extra=[extra])
+            [(rows, scores)] = self.rank_candidates([feat], user, [extra], [sorted(group)])
             out += [ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[: k - len(out)], scores)]
         return out
+
+
+def _merge(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    out = dict(a)
+    for r, v in b.items():
+        out[r] = out.get(r, 0.0) + v
+    return out
 

@@ -8,6 +8,9 @@ A saved model directory:
     recommender.pt    the recommendation head's state dict (item embeddings and biases included)
     items.json        the catalog: item id of each row of the item embedding matrix
     tokenizer/        the tokenizer (Hugging Face format)
+    copy.pt           the copy head's state dict (with copy_mechanism)
+    keys.json, heads.pt   the attribute keys and the classification heads (with understand_head: extract,
+                      elicit_head: classify or needs_match; crs.heads)
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from uneed.tasks import SPECIAL_TOKENS
 
 from .catalog import Catalog
 from .config import CRSConfig
+from .heads import ElicitationHead, ExtractionHead, KeySpace, NeedsMatcher
 from .recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -150,23 +154,42 @@ def _cache_argument(decoder) -> str:
 
 
 # ------------------------------------------------------------------------------------ the CRS
+def build_heads(config: CRSConfig, d_model: int, keys: KeySpace | None) -> nn.ModuleDict:
+    """The classification heads the config asks for (crs.heads); empty for the generative path."""
+    heads = nn.ModuleDict()
+    if config.head_tasks and keys is None:
+        raise ModelLoadError(f"the heads of {list(config.head_tasks)} need the attribute keys (keys.json)")
+    if config.understand_head == "extract":
+        heads["understand"] = ExtractionHead(d_model, len(keys))
+    if config.elicit_head == "classify":
+        heads["elicit"] = ElicitationHead(d_model, len(keys))
+    if config.needs_match:
+        heads["match"] = NeedsMatcher()
+    return heads
+
+
 class UnifiedCRS(nn.Module):
-    def __init__(self, config: CRSConfig, seq2seq, recommender: Recommender, copy: CopyHead | None = None):
+    def __init__(self, config: CRSConfig, seq2seq, recommender: Recommender, copy: CopyHead | None = None,
+                 keys: KeySpace | None = None):
         super().__init__()
         self.config = config
         self.seq2seq = seq2seq
         self.recommender = recommender
         self.copy = copy
+        self.keys = keys
+        d_model = seq2seq.config.d_model if hasattr(seq2seq.config, "d_model") else seq2seq.config.hidden_size
+        self.heads = build_heads(config, d_model, keys)
 
     @classmethod
     def build(cls, config: CRSConfig, tok, catalog: Catalog, init_embeddings: torch.Tensor | None = None,
-              init_bias: torch.Tensor | None = None, trust_remote_code: bool = False) -> "UnifiedCRS":
+              init_bias: torch.Tensor | None = None, trust_remote_code: bool = False,
+              keys: KeySpace | None = None) -> "UnifiedCRS":
         seq2seq = base_seq2seq(config.base_model, tok, trust_remote_code) if config.base_model else \
             embedded_bart(config, tok)
         d_model = seq2seq.config.d_model if hasattr(seq2seq.config, "d_model") else seq2seq.config.hidden_size
         rec = Recommender(len(catalog), d_model, config.item_dim, config.behaviour_encoder, config.max_behaviours,
                           config.use_llm, init_embeddings, init_bias, config.behaviour_pointer)
-        return cls(config, seq2seq, rec, CopyHead(d_model) if config.copy_mechanism else None)
+        return cls(config, seq2seq, rec, CopyHead(d_model) if config.copy_mechanism else None, keys)
 
     # -------------------------------------------------------------------------------- forward
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -179,9 +202,33 @@ class UnifiedCRS(nn.Module):
 
     def recommend_loss(self, batch: dict, candidate_weight: float = 0.0) -> torch.Tensor:
         """L_R (equation 3; equation 5 when trained with LLM items), plus `candidate_weight` times the
-        cross-entropy over the sample's candidates."""
+        cross-entropy over the sample's candidates (with the needs-match bonus when configured)."""
         user = self.user(batch["input_ids"], batch["attention_mask"], batch["behaviours"], batch.get("llm_rows"))
-        return self.recommender.loss(user, batch["gold"], batch["behaviours"], batch.get("candidates"), candidate_weight)
+        bonus = self.heads["match"](batch["match"]) if "match" in self.heads and "match" in batch else None
+        return self.recommender.loss(user, batch["gold"], batch["behaviours"], batch.get("candidates"),
+                                     candidate_weight, candidate_bonus=bonus)
+
+    def head_loss(self, task: str, batch: dict) -> torch.Tensor:
+        """The loss of the classification head that answers `task` (understand or elicit)."""
+        enc = self.encode(batch["input_ids"], batch["attention_mask"])
+        return self.heads[task].loss(enc, batch)
+
+    def task_loss(self, task: str, batch: dict) -> torch.Tensor:
+        """The training loss of a batch of one generation-side task: its head's, or L_theta."""
+        return self.head_loss(task, batch) if task in self.heads else self.generation_loss(batch)
+
+    @torch.no_grad()
+    def extract(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted BIO labels (B, S) and valueless-key probabilities (B, K) of understanding features."""
+        enc = self.encode(batch["input_ids"], batch["attention_mask"])
+        tag_logits, key_logits = self.heads["understand"](enc, batch["span_mask"], batch["allowed_keys"])
+        return tag_logits.argmax(-1), torch.sigmoid(key_logits)
+
+    @torch.no_grad()
+    def elicit_scores(self, batch: dict) -> torch.Tensor:
+        """Probabilities (B, K) of each key being the one to ask (disallowed keys: 0)."""
+        enc = self.encode(batch["input_ids"], batch["attention_mask"])
+        return torch.softmax(self.heads["elicit"](enc, batch["attention_mask"], batch["allowed_keys"]), dim=-1)
 
     def _lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.seq2seq.get_output_embeddings()(hidden)
@@ -246,6 +293,10 @@ class UnifiedCRS(nn.Module):
         torch.save(self.recommender.state_dict(), path / "recommender.pt")
         if self.copy is not None:
             torch.save(self.copy.state_dict(), path / "copy.pt")
+        if self.keys is not None:
+            self.keys.save(path / "keys.json")
+        if len(self.heads):
+            torch.save(self.heads.state_dict(), path / "heads.pt")
         catalog.save(path / "items.json")
         tok.save_pretrained(str(path / "tokenizer"))
 
@@ -276,7 +327,15 @@ class UnifiedCRS(nn.Module):
         rec = Recommender(len(catalog), d_model, config.item_dim, config.behaviour_encoder, config.max_behaviours,
                           config.use_llm, behaviour_pointer=config.behaviour_pointer)
         copy = CopyHead(d_model) if config.copy_mechanism else None
-        for name, module in (("recommender.pt", rec), ("copy.pt", copy)):
+        keys = None
+        if (path / "keys.json").is_file():
+            try:
+                keys = KeySpace.load(path / "keys.json")
+            except Exception as exc:
+                raise ModelLoadError(f"{path / 'keys.json'}: corrupt ({type(exc).__name__}: {exc})") from None
+        model = cls(config, seq2seq, rec, copy, keys)
+        heads = model.heads if len(model.heads) else None
+        for name, module in (("recommender.pt", rec), ("copy.pt", copy), ("heads.pt", heads)):
             if module is None:
                 continue
             try:
@@ -287,4 +346,4 @@ class UnifiedCRS(nn.Module):
             except Exception as exc:
                 raise ModelLoadError(f"{path / name}: corrupt {name.split('.')[0]} weights "
                                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        return cls(config, seq2seq, rec, copy), tok, catalog
+        return model, tok, catalog

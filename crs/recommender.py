@@ -135,11 +135,13 @@ class Recommender(nn.Module):
         return out
 
     def loss(self, user: torch.Tensor, gold_rows: torch.Tensor, behaviour_rows: torch.Tensor | None = None,
-             candidate_rows: torch.Tensor | None = None, candidate_weight: float = 0.0) -> torch.Tensor:
+             candidate_rows: torch.Tensor | None = None, candidate_weight: float = 0.0,
+             candidate_bonus: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy over the whole catalog (equation 3 / 5); samples whose gold is unknown are skipped.
 
         With `candidate_weight` > 0, plus that weight times the cross-entropy over each sample's own
-        candidates (rows padded with -1): sharpens the ranking among same-seller candidates."""
+        candidates (rows padded with -1): sharpens the ranking among same-seller candidates.
+        `candidate_bonus` (B, C) is added to the candidates' scores there (the needs-match bonus)."""
         keep = gold_rows >= 0
         if not keep.any():
             return user.sum() * 0.0
@@ -153,7 +155,10 @@ class Recommender(nn.Module):
             is_gold = (cands == gold.unsqueeze(1)) & valid
             has = is_gold.any(1)
             if has.any():
-                cs = scores.gather(1, cands.clamp(min=0))[has]
+                cs = scores.gather(1, cands.clamp(min=0))
+                if candidate_bonus is not None:
+                    cs = cs + candidate_bonus[keep].to(cs.dtype)
+                cs = cs[has]
                 cs = cs.masked_fill(~valid[has], torch.finfo(cs.dtype).min)
                 loss = loss + candidate_weight * F.cross_entropy(cs, is_gold[has].float().argmax(1))
         return loss

@@ -5,7 +5,8 @@
 
 Scores all four tasks, overall and per category (crs.evaluate.score_predictions): understanding and
 elicitation P/R/F1; recommendation accuracy, hit@5, mrr@5 on the 20 candidates and hit@10, hit@50,
-mrr@50 over the whole catalog; response bleu-1/2 and distinct-1/2. Writes the metrics JSON (default
+mrr@50 over the whole catalog; response bleu-1/2 and distinct-1/2 and the reply checks
+(ask-names-attribute, knowledge-true, repetition). Writes the metrics JSON (default
 RUN/eval_{split}.json) and, when asked, the prediction rows.
 """
 from __future__ import annotations
@@ -37,6 +38,8 @@ class CRSEvalArgs:
     index: str | None = field(default=None, metadata={"help": "FAISS index kind: flat | ivf | hnsw (default: the "
                                                               "model's)"})
     max_samples: int | None = field(default=None, metadata={"help": "cap samples per task"})
+    context: str = field(default="own", metadata={"help": "what earlier turns carry: own (the CRS's own reading) | "
+                                                         "gold (their annotations)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     out: str | None = field(default=None, metadata={"help": "metrics JSON (default RUN/eval_{split}.json)"})
     predictions: str | None = field(default=None, metadata={"help": "also write the prediction rows here"})
@@ -44,15 +47,17 @@ class CRSEvalArgs:
 
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_predictions: str | None = None,
                  tasks=("understand", "elicit", "recommend", "respond"), index: str | None = None,
-                 max_samples: int | None = None, device: str = "auto") -> tuple[dict, list[dict]]:
+                 max_samples: int | None = None, device: str = "auto", context: str = "own") -> tuple[dict, list[dict]]:
     """(metrics, prediction rows) of a trained CRS on one split."""
-    from crs.evaluate import headline, score_predictions, split_examples
+    from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions, split_examples
     from crs.inference import CRS
     from uneed.corpus import load_corpus
     from uneed.tasks import read_predictions
 
     if split not in ("train", "valid", "test"):
         raise PresalesError(f"--split must be train, valid or test, got {split!r}")
+    if context not in CONTEXTS:
+        raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
     crs = CRS.load(run, device=device, index=index)
     corpus = load_corpus(data)
     llm = read_predictions(llm_predictions) if llm_predictions else None
@@ -65,11 +70,14 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", llm_pre
     if unknown:
         log.warning("%d recommendation samples have a gold item the CRS catalog does not know", unknown)
     t0 = time.time()
-    rows = crs.predict_examples(examples)
-    metrics = score_predictions(samples, rows)
+    rows = predict_samples(crs, corpus, samples, llm, context=context)
+    from uneed.tasks import build_samples
+
+    metrics = score_predictions(samples, rows, corpus.items, build_samples(corpus, "train", ["respond"]))
     metrics["headline"] = headline(metrics)
     metrics["seconds"] = round(time.time() - t0, 1)
     metrics["split"] = split
+    metrics["context"] = context
     return metrics, rows
 
 
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(CRSEvalArgs, argv, prog="crs_eval")
         metrics, rows = evaluate_run(args.run, args.data, args.split, args.llm_predictions, args.tasks, args.index,
-                                     args.max_samples, args.device)
+                                     args.max_samples, args.device, args.context)
         from uneed.tasks import write_predictions
 
         out = Path(args.out) if args.out else Path(args.run) / f"eval_{args.split}.json"

@@ -17,8 +17,10 @@ re-generated), the graph runs on the message, and what it did is scored against 
     catalog     rank of the staff's item over the whole catalog, ranked by the graph's CRS from the
                 thread's state after the turn was understood (hit@1/5/10/50, mrr@50)
     reply       BLEU-1/2 against the staff's words (link-only turns left out), Distinct-1/2, and the
-                reply checks of uneed.metrics: attribute-named (questions), knowledge-true (replies
-                about an item), no-repetition (against the previous staff reply)
+                reply checks of uneed.metrics (the generation metrics' own): ask-names-attribute
+                (questions), knowledge-true (share of the knowledge values a reply about an item states
+                that are true of it, averaged over those replies), repetition (an option or phrase
+                repeated back to back; lower is better)
 
 Per category and overall in REPORT_DIR/replay.{md,json,csv}, a chart beside the offline scores of the
 same models (replay.png), and every step of every replayed turn in replay_steps.jsonl. Many threads
@@ -41,7 +43,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
 from uneed.errors import PresalesError
-from uneed.metrics import REPLY_CHECKS, get_metric, rank_of, reply_text
+from uneed.metrics import NOT_APPLICABLE, ReplyReference, get_metric, rank_of, reply_text
+from uneed.replies import item_values
 from uneed.schema import DOMAINS, LINK_ONLY, SPLITS, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
 
 log = logging.getLogger("eval.replay")
@@ -53,7 +56,8 @@ CATALOG_K = 50
 # the metrics of a replayed turn, in report order (None where one does not apply to a point)
 METRICS = ["action-agreement", "und-precision", "und-recall", "und-f1", "ask-precision", "ask-recall", "ask-f1",
            "items-hit@1", "items-mrr", "catalog-hit@1", "catalog-hit@5", "catalog-hit@10", "catalog-hit@50",
-           "catalog-mrr@50", "bleu-1", "bleu-2", "distinct-1", "distinct-2", *REPLY_CHECKS]
+           "catalog-mrr@50", "bleu-1", "bleu-2", "distinct-1", "distinct-2",
+           "ask-names-attribute", "knowledge-true", "repetition"]  # the reply checks of uneed.metrics
 
 
 # ----------------------------------------------------------------------------------- replay points
@@ -233,13 +237,23 @@ def score_point(point: ReplayPoint, pred: dict, catalog_rank: int | None, items:
     s["distinct-1"] = get_metric("distinct-1")(words)
     s["distinct-2"] = get_metric("distinct-2")(words)
     if pred["action"] == "ask":
-        s["attribute-named"] = get_metric("attribute-named")(pred["reply"], pred["attributes"] or pred["asked"])
+        asked: dict[str, list[str]] = {}
+        for tag in pred["attributes"] or pred["asked"]:
+            key, _, value = tag.partition("：")
+            asked.setdefault(key, []).extend([value] if value else [])
+        s["ask-names-attribute"] = _share(get_metric("ask-names-attribute")(words, ReplyReference(asked=asked)))
     shown = [i for i in pred["items"] if i in items]
     if shown:
-        s["knowledge-true"] = get_metric("knowledge-true")(pred["reply"], items[shown[0]].knowledge, vocabulary)
-    if point.previous_reply is not None:
-        s["no-repetition"] = get_metric("no-repetition")(pred["reply"], point.previous_reply)
+        known = frozenset(v for values in vocabulary.values() for v in values)
+        ref = ReplyReference(item_values=frozenset(item_values(items[shown[0]])), known_values=known, has_items=True)
+        s["knowledge-true"] = _share(get_metric("knowledge-true")(words, ref))
+    s["repetition"] = _share(get_metric("repetition")(words))
     return s
+
+
+def _share(ratio) -> float | None:
+    """A reply check's Ratio as one turn's score (None: the check does not apply to the turn)."""
+    return None if ratio == NOT_APPLICABLE or not ratio.total else ratio.hits / ratio.total
 
 
 def aggregate(rows: Sequence[tuple[str, Mapping[str, float | None]]]) -> dict[str, dict[str, float]]:
@@ -331,8 +345,8 @@ SHORT = {"action-agreement": "act", "und-precision": "und P", "und-recall": "und
          "ask-precision": "ask P", "ask-recall": "ask R", "ask-f1": "ask F1", "items-hit@1": "item H@1",
          "items-mrr": "item MRR", "catalog-hit@1": "cat H@1", "catalog-hit@5": "cat H@5", "catalog-hit@10": "cat H@10",
          "catalog-hit@50": "cat H@50", "catalog-mrr@50": "cat M@50", "bleu-1": "B-1", "bleu-2": "B-2",
-         "distinct-1": "D-1", "distinct-2": "D-2", "attribute-named": "attr named", "knowledge-true": "knowl. true",
-         "no-repetition": "no rep."}
+         "distinct-1": "D-1", "distinct-2": "D-2", "ask-names-attribute": "attr named", "knowledge-true": "knowl. true",
+         "repetition": "repeats"}
 
 
 def _cell(row: Mapping[str, float], m: str) -> str:
@@ -354,14 +368,14 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {GRAPH_NAMES[kind]} | {row.get('n', 0)} | " + " | ".join(_cell(row, m) for m in METRICS)
                      + f" | {g['turns_per_s']:.2f} |")
     lines.append("")
-    for kind, g in graphs.items():  # attribute-named and knowledge-true depend on what each graph did
+    for kind, g in graphs.items():  # the reply checks depend on what each graph did
         row = g["metrics"].get("all", {})
         lines.append(f"Turns each metric of {GRAPH_NAMES[kind]} applies to: "
                      + ", ".join(f"{SHORT[m]} {row.get('n_' + m, 0)}" for m in METRICS) + ".")
     lines.append("")
     lines += ["## Per category", ""]
     head = ["action-agreement", "und-f1", "ask-f1", "items-hit@1", "catalog-hit@10", "catalog-mrr@50", "bleu-1",
-            "distinct-2", "attribute-named", "knowledge-true", "no-repetition"]
+            "distinct-2", "ask-names-attribute", "knowledge-true", "repetition"]
     lines += ["| graph | category | turns | " + " | ".join(SHORT[m] for m in head) + " |", "|---" * (len(head) + 3) + "|"]
     for kind, g in graphs.items():
         for group, row in g["metrics"].items():

@@ -10,7 +10,8 @@ from uneed.schema import DOMAINS
 
 SHORT = {"precision": "P", "recall": "R", "f1": "F1", "accuracy": "Acc.", "hit@5": "H@5", "mrr@5": "M@5",
          "ndcg@5": "N@5", "hit@10": "H@10", "hit@50": "H@50", "mrr@50": "M@50", "ndcg@50": "N@50",
-         "bleu-1": "B-1", "bleu-2": "B-2", "distinct-1": "D-1", "distinct-2": "D-2"}
+         "bleu-1": "B-1", "bleu-2": "B-2", "distinct-1": "D-1", "distinct-2": "D-2",
+         "ask-names-attribute": "Ask", "knowledge-true": "True", "repetition": "Rep."}
 
 
 def task_table(task: str, results: Mapping[str, Mapping[str, Mapping[str, float]]],

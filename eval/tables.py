@@ -33,6 +33,8 @@ TABLES = [
     ("recommend", "Table 3: needs-based recommendation among the 20 candidates (Acc. / H@5 / M@5)"),
     ("recommend_catalog", "Table 3b: recommendation over the whole catalog (H@10 / H@50 / M@50)"),
     ("respond", "Table 4: response generation (BLEU-1/2, Distinct-1/2 on characters)"),
+    ("respond_checks", "Table 4b: reply checks (an ask names the attribute or its values; share of stated item "
+                       "values that are true; replies repeating an option or phrase back to back)"),
 ]
 HEADLINE = [("understand", "f1"), ("elicit", "f1"), ("recommend", "accuracy"), ("recommend", "mrr@5"),
             ("respond", "bleu-1")]

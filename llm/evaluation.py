@@ -26,8 +26,11 @@ LLM_TASK_METRICS = {
 }
 
 
-def score_rows(samples: Sequence[TaskSample], rows: Sequence[Mapping]) -> dict[str, dict]:
-    """{task: uneed.metrics.evaluate(...) result} for prediction rows aligned with samples."""
+def score_rows(samples: Sequence[TaskSample], rows: Sequence[Mapping], items: Mapping[str, Item] | None = None,
+               cue_samples: Sequence[TaskSample] = ()) -> dict[str, dict]:
+    """{task: uneed.metrics.evaluate(...) result} for prediction rows aligned with samples; with `items`
+    also the reply checks of the responses ('respond_checks', uneed.replies; `cue_samples`: the train
+    split's response samples, for the question cues)."""
     by_task: dict[str, tuple[list, list, list]] = {}
     for s, row in zip(samples, rows):
         preds, golds, cats = by_task.setdefault(s.task, ([], [], []))
@@ -46,16 +49,21 @@ def score_rows(samples: Sequence[TaskSample], rows: Sequence[Mapping]) -> dict[s
             preds.append(str(pred))
             golds.append(str(s.target))
         cats.append(s.domain)
-    return {task: evaluate(task, p, g, c, metrics=LLM_TASK_METRICS[task]) for task, (p, g, c) in by_task.items()}
+    out = {task: evaluate(task, p, g, c, metrics=LLM_TASK_METRICS[task]) for task, (p, g, c) in by_task.items()}
+    if items is not None and "respond" in by_task:
+        from uneed.replies import evaluate_replies
+
+        out["respond_checks"] = evaluate_replies(samples, [str(r["prediction"]) for r in rows], items, cue_samples)
+    return out
 
 
 def evaluate_llm(llm, samples: Sequence[TaskSample], items: Mapping[str, Item],
                  crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
-                 progress: bool = False) -> tuple[dict[str, dict], list[dict]]:
+                 progress: bool = False, cue_samples: Sequence[TaskSample] = ()) -> tuple[dict[str, dict], list[dict]]:
     """(metrics by task, prediction rows) of `llm` (an llm.inference.LLM) on `samples`."""
     samples = [s for s in samples if s.task != "recommend" or s.candidates]
     rows = llm.predict(samples, items, crs_predictions, batch_size=batch_size, progress=progress)
-    return score_rows(samples, rows), rows
+    return score_rows(samples, rows, items, cue_samples), rows
 
 
 def flat_metrics(metrics: Mapping[str, Mapping], prefix: str = "", group: str = "all") -> dict[str, float]:

@@ -46,3 +46,95 @@ def test_evaluate_overall_and_per_category():
     assert resp["all"]["distinct-1"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         evaluate("understand", [[]], [])
+
+
+# ------------------------------------------------------------------------------------ reply checks
+def stated_values_of(reply, known):
+    from uneed.metrics import stated_values
+
+    return stated_values(reply, known)
+
+
+def _ask_ref(**kw):
+    from uneed.metrics import ReplyReference
+
+    return ReplyReference(asked={"肤质": ["干皮", "混合性", "油皮", "性皮"]}, **kw)
+
+
+def test_ask_names_attribute_by_hand():
+    from uneed.metrics import NOT_APPLICABLE, ReplyReference
+
+    check = get_metric("ask-names-attribute")
+    assert check("亲亲，请问您是什么肤质呢", _ask_ref()).hits == 1.0  # the key itself
+    assert check("亲亲，请问是混合性还是干皮呢", _ask_ref()).hits == 1.0  # its values
+    assert check("亲亲是中性皮肤吗", _ask_ref()).hits == 1.0  # a question cue ('性皮')
+    miss = check("亲亲，请问您的预算是多少呢", _ask_ref())
+    assert (miss.hits, miss.total) == (0.0, 1.0)
+    assert check("这款卖得很好哦", ReplyReference()) == NOT_APPLICABLE  # not an ask action: not counted
+    assert stated_values_of("预算400以内", {"40", "以内"}) == ["以内"]  # '40' inside '400' is not stated
+
+
+def test_knowledge_true_counts_stated_values_by_hand():
+    from uneed.metrics import NOT_APPLICABLE, ReplyReference, stated_values
+
+    ref = ReplyReference(item_values=frozenset({"补水", "保湿", "干皮", "女"}), has_items=True,
+                         known_values=frozenset({"补水", "保湿", "美白", "干皮", "油皮", "补水保湿", "女"}))
+    check = get_metric("knowledge-true")
+    # '补水保湿' is one (longest) known value, not in the item's knowledge; '干皮' is; '女' is too short to count
+    assert stated_values("这款补水保湿，适合干皮，女生都爱", ref.known_values) == ["补水保湿", "干皮"]
+    r = check("这款补水保湿，适合干皮，女生都爱", ref)
+    assert (r.hits, r.total) == (1.0, 2.0)
+    r = check("这款补水，适合干皮，也能美白", ref)
+    assert (r.hits, r.total) == (2.0, 3.0)
+    r = check("这款卖得很好哦", ref)
+    assert (r.hits, r.total) == (0.0, 0.0)  # states nothing: adds nothing to the count
+    assert check("这款补水", ReplyReference(known_values=ref.known_values)) == NOT_APPLICABLE  # presents no item
+
+
+@pytest.mark.parametrize("reply, repeated", [
+    ("亲亲，请问是混合性，还是混合性呢", True),  # an option repeated
+    ("品牌：她她她她她", True),  # a character over and over
+    ("这款适合适合您", True),  # a phrase twice back to back
+    ("这款冰箱二级能效，更省电，省电、变频都好", True),
+    ("亲亲，请问是混合性还是干性呢", False),
+    ("是黑色还是白色呢", False),
+    ("亲亲您好，看看这款", False),  # '亲亲' is a form of address, not a repetition
+    ("预算3000以内", False),  # digits are not checked
+])
+def test_repetition_by_hand(reply, repeated):
+    assert get_metric("repetition")(reply).hits == float(repeated)
+
+
+def test_reply_checks_aggregate_over_the_samples_they_apply_to():
+    from uneed.metrics import ReplyReference
+
+    refs = [_ask_ref(), _ask_ref(), ReplyReference(item_values=frozenset({"补水"}), has_items=True,
+                                                  known_values=frozenset({"补水", "美白"}))]
+    replies = ["请问是什么肤质呢", "请问预算多少呢", "这款补水美白"]
+    out = evaluate("respond_checks", replies, refs, ["美妆", "美妆", "美妆"])["all"]
+    assert out["ask-names-attribute"] == pytest.approx(0.5) and out["ask-names-attribute/n"] == 2
+    assert out["knowledge-true"] == pytest.approx(0.5) and out["knowledge-true/n"] == 2  # 补水 true, 美白 not
+    assert out["repetition"] == 0.0 and out["repetition/n"] == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tiny_corpus_dir):
+    from uneed.corpus import load_corpus
+
+    return load_corpus(tiny_corpus_dir)
+
+
+def test_reply_references_from_samples_and_items(tiny_corpus):
+    """Built from the corpus alone: the gold replies name what they ask far more often than a fixed
+    reply does, and a reply copying an item's knowledge states only true values."""
+    from uneed.replies import evaluate_replies
+    from uneed.tasks import build_samples
+
+    train = build_samples(tiny_corpus, "train", ["respond"])
+    gold = evaluate_replies(train, [s.target for s in train], tiny_corpus.items, train)["all"]
+    fixed = evaluate_replies(train, ["好的亲" for _ in train], tiny_corpus.items, train)["all"]
+    assert gold["ask-names-attribute"] > 0.8 > 0.2 > fixed["ask-names-attribute"]
+    with_items = [s for s in train if s.items and s.items[0] in tiny_corpus.items]
+    copied = ["这款" + "，".join(v for rel, vs in tiny_corpus.items[s.items[0]].knowledge.items() for v in vs
+                                if rel != "一级类目") for s in with_items]
+    assert evaluate_replies(with_items, copied, tiny_corpus.items, train)["all"]["knowledge-true"] == 1.0

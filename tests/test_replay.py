@@ -72,8 +72,8 @@ def test_every_replay_metric_by_hand(hand_dialogue):
     assert s["bleu-1"] == pytest.approx(bp * 4 / 8)  # 请 问 是 肤
     assert s["bleu-2"] == pytest.approx(bp * math.sqrt(4 / 8 * 1 / 7))  # 请问 among 7 bigrams
     assert s["distinct-1"] == 1.0 and s["distinct-2"] == 1.0
-    assert s["attribute-named"] == 1.0  # names the offered value 干性
-    assert s["knowledge-true"] is None and s["no-repetition"] is None and s["items-hit@1"] is None
+    assert s["ask-names-attribute"] == 1.0  # names the offered value 干性
+    assert s["knowledge-true"] is None and s["repetition"] == 0.0 and s["items-hit@1"] is None
 
     s = score_point(rec, pred("recommend", "【商品 A3】这款面霜很滋润", tags=["肤质：干皮", "品类：面霜"], items_=["A3"],
                               ranking=["A3", "A1", "A4"]), 7, items, vocab)
@@ -86,31 +86,20 @@ def test_every_replay_metric_by_hand(hand_dialogue):
     assert s["bleu-1"] == pytest.approx(5 / 7)  # the link card is not part of the words
     assert s["bleu-2"] == pytest.approx(math.sqrt(5 / 7 * 4 / 6))
     assert s["knowledge-true"] == 0.0  # 滋润 is a 功效 value A3 does not have
-    assert s["no-repetition"] == 1.0 and s["attribute-named"] is None
+    assert s["repetition"] == 0.0 and s["ask-names-attribute"] is None
 
     s = score_point(last, pred("close", "【商品 A1】这款面霜很保湿", items_=[]), None, items, vocab)
     assert s["action-agreement"] == 0.0  # closing explains; the staff recommended
     assert s["und-f1"] is None and s["bleu-1"] is None  # no annotation, a link-only staff turn
     assert (s["items-hit@1"], s["items-mrr"], s["catalog-hit@50"]) == (0.0, 0.0, 0.0)
-    assert s["no-repetition"] == 0.0  # the previous staff reply, word for word
+    s = score_point(ask, pred("ask", "亲亲，请问是混合性，还是混合性呢", attributes=["肤质：混合性"]), None, items, vocab)
+    assert s["repetition"] == 1.0 and s["ask-names-attribute"] == 1.0  # the same option back to back
 
     scores = [score_point(p, pred("explain", "好的"), None, items, vocab) for p in (ask, rec, last)]
     table = aggregate([("美妆行业", x) for x in scores])
     assert table["all"]["n"] == 3 and table["美妆行业"]["n"] == 3
     assert table["all"]["n_und-f1"] == 2 and table["all"]["action-agreement"] == 0.0
-    assert set(table["all"]) >= {m for m in METRICS if m not in ("attribute-named", "knowledge-true")}
-
-
-def test_reply_checks_by_name():
-    named = get_metric("attribute-named")
-    assert named("请问您的预算是多少", ["预算"]) == 1.0 and named("【商品 1】价位如何", ["肤质："]) == 0.0
-    true = get_metric("knowledge-true")
-    vocab = {"材质": {"纯棉", "涤纶"}, "颜色": {"红色", "黑色"}}
-    assert true("这款是纯棉的红色", {"材质": ["纯棉"], "颜色": ["红色"]}, vocab) == 1.0
-    assert true("这款是涤纶的", {"材质": ["纯棉"]}, vocab) == 0.0
-    assert true("这款是黑色的", {"材质": ["纯棉"]}, vocab) == 1.0  # the item records no colour: nothing to contradict
-    rep = get_metric("no-repetition")
-    assert rep("好的", None) == 1.0 and rep("【商品 1】好的", "【商品 2】好的") == 0.0 and rep("好的", "好的呢") == 1.0
+    assert set(table["all"]) >= {m for m in METRICS if m not in ("ask-names-attribute", "knowledge-true")}
 
 
 def test_batcher_merges_concurrent_calls_and_keeps_each_result():

@@ -111,7 +111,7 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
             raise ValueError("nothing to understand: the utterance is empty")
         if not context or context[-1].text != text:
             context.append(to_utterance(turn_record(USER, text)))
-        tags = crs.understand([context])[0]
+        tags = crs.understand([context], domains=[(state or {}).get("category", "")])[0]
         return format_needs(tags, state or {}), {"tags": tags}
 
     def select_attribute_to_ask(attribute: Optional[str] = None, state: dict | None = None):
@@ -121,7 +121,7 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
                              "call recommend_items instead")
         if attribute is not None and attributes is not None and attribute not in attributes:
             raise ValueError(f"unknown attribute {attribute!r}; known: {'、'.join(sorted(attributes))}")
-        suggestions = crs.elicit([utterances(state)], [need_pairs(state)])[0]
+        suggestions = crs.elicit([utterances(state)], [need_pairs(state)], domains=[state.get("category", "")])[0]
         asked = set(state.get("asked", []))
         fresh = [a for a in suggestions if a not in asked]
         note = ""

@@ -3,8 +3,9 @@
     presales train crs --data DIR --out RUN [--config FILE] [--llm-predictions FILE] [--resume]
     python -m training.crs --data data/small --out runs/crs
 
-Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation only
-(L = L_R); stage 2 (`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
+Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation
+(L = L_R) and, with the classification heads of crs.heads, on the tasks they answer; stage 2
+(`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
 Every epoch: train losses and validation metrics go to RUN/log.jsonl, the state to RUN/checkpoint/
 (--resume continues from it), and the best model by `valid_score` to RUN/best/. The validation
 score is the mean of understanding F1, elicitation F1, response BLEU-1 (greedy decoding of at most
@@ -30,7 +31,8 @@ import torch
 from crs.catalog import Catalog, initial_item_embeddings, popularity
 from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
-from crs.evaluate import headline, score_predictions, split_examples
+from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions, split_examples
+from crs.heads import KeySpace
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
@@ -38,7 +40,8 @@ from uneed.arguments import parse_args
 from uneed.errors import ModelLoadError, PresalesError
 from uneed.logs import progress_bar, setup_logging
 from uneed.metrics import evaluate, rank_of
-from uneed.tasks import read_predictions, write_predictions
+from uneed.replies import item_values
+from uneed.tasks import build_samples, read_predictions, write_predictions
 from uneed.vocab import unknown_rate
 
 log = logging.getLogger("training.crs")
@@ -102,6 +105,15 @@ class CRSTrainArgs:
     ivf_nprobe: int | None = field(default=None, metadata={"help": "IVF cells searched"})
     hnsw_m: int | None = field(default=None, metadata={"help": "HNSW links per node"})
     hnsw_ef_search: int | None = field(default=None, metadata={"help": "HNSW search breadth"})
+    understand_head: str | None = field(default=None, metadata={"help": "understanding by the decoder (generate, the "
+                                                                       "paper's UniMIND) or by BIO tagging of the "
+                                                                       "utterance on the encoder (extract)"})
+    elicit_head: str | None = field(default=None, metadata={"help": "elicitation by the decoder (generate) or by a "
+                                                                   "choice among the domain's keys (classify)"})
+    needs_match: bool | None = field(default=None, metadata={"help": "add a learned bonus for candidates whose knowledge "
+                                                                "matches the user's needs"})
+    respond_facts: bool | None = field(default=None, metadata={"help": "a reply's items show all their knowledge in its "
+                                                                  "source (not the first two facts)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -114,6 +126,8 @@ class CRSTrainArgs:
                                       metadata={"help": "splits the best model predicts at the end"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
                                                                             "split (smoke runs)"})
+    context: str = field(default="own", metadata={"help": "what earlier turns carry in the final predictions: own "
+                                                         "(the CRS's own reading of them) | gold (their annotations)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     allow_no_valid: bool = field(default=False, metadata={"help": "train without a validation split (the last epoch "
                                                                   "becomes best/)"})
@@ -123,6 +137,15 @@ class CRSTrainArgs:
 
 
 # ------------------------------------------------------------------------------------ helpers
+def loss_name(model: UnifiedCRS, task: str) -> str:
+    """How a task's loss is logged: recommend, generate (the decoder's L_theta), extract or classify (a head)."""
+    if task == "recommend":
+        return "recommend"
+    if task in model.heads:
+        return "extract" if task == "understand" else "classify"
+    return "generate"
+
+
 def model_config(args: CRSTrainArgs) -> CRSConfig:
     """The preset, with every CRSConfig field the arguments set (None: the preset's value)."""
     names = {f.name for f in dataclasses.fields(CRSConfig)} - {"use_llm"}
@@ -158,17 +181,20 @@ def lr_lambda(total: int, warmup: int):
     return fn
 
 
-def count_batches(feats: list[Features], args: CRSTrainArgs, stage: int) -> int:
-    rec = sum(f.task == "recommend" for f in feats)
-    gen = len(feats) - rec
-    n = math.ceil(rec / args.rec_batch_size)
-    if stage == 2:
-        by_task: dict[str, int] = {}
-        for f in feats:
-            if f.task != "recommend":
-                by_task[f.task] = by_task.get(f.task, 0) + 1
-        n += sum(math.ceil(c / args.batch_size) for c in by_task.values())
-    return n if gen or rec else 0
+def stage_tasks(model: UnifiedCRS, stage: int) -> set[str]:
+    """What a stage trains: stage 1 recommendation and the tasks of the encoder's heads (encoder-only
+    and cheap, they learn from more epochs), stage 2 everything."""
+    return {"recommend", *model.heads.keys()} - {"match"} if stage == 1 else {"understand", "elicit", "recommend",
+                                                                              "respond"}
+
+
+def count_batches(feats: list[Features], args: CRSTrainArgs, tasks: set[str]) -> int:
+    by_task: dict[str, int] = {}
+    for f in feats:
+        if f.task in tasks:
+            by_task[f.task] = by_task.get(f.task, 0) + 1
+    return sum(math.ceil(c / (args.rec_batch_size if t == "recommend" else args.batch_size))
+               for t, c in by_task.items())
 
 
 class Trainer:
@@ -192,9 +218,11 @@ class Trainer:
             raise PresalesError(f"{args.data}: the valid split has no dialogues (pass --allow-no-valid to keep the "
                                 "last epoch instead of the best)")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
+        facts = model_config(args).respond_facts
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
-                                                                 max_per_task=args.max_train_samples)
-        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm)
+                                                                 max_per_task=args.max_train_samples,
+                                                                 respond_facts=facts)
+        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
         if not self.train_examples:
             raise PresalesError(f"{args.data}: no training samples could be built from the train split")
         if self.llm is not None:
@@ -219,11 +247,17 @@ class Trainer:
                                                             config.item_dim, config.cooccurrence_weight, args.seed))
         bias = torch.from_numpy(popularity(self.catalog, [ex.gold_item for ex in self.train_examples
                                                           if ex.task == "recommend"]))
-        self.model = UnifiedCRS.build(config, self.tok, self.catalog, init, bias, args.trust_remote_code)
+        keys = KeySpace.fit(self.train_examples) if config.head_tasks else None
+        if keys is not None:
+            log.info("attribute keys of the heads: %d over %d domains", len(keys), len(keys.domain_keys))
+        self.model = UnifiedCRS.build(config, self.tok, self.catalog, init, bias, args.trust_remote_code, keys)
 
     def features(self) -> None:
         c = self.model.config
-        self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours)
+        self.item_values = ({i: sorted(item_values(item)) for i, item in self.corpus.items.items()}
+                            if c.needs_match else None)
+        self.encoder = Encoder(self.tok, self.catalog, c.max_source_len, c.max_target_len, c.max_behaviours,
+                               keys=self.model.keys, head_tasks=c.head_tasks, item_values=self.item_values)
         self.train_feats = self.encoder.encode_all(self.train_examples, "train")
         self.valid_feats = self.encoder.encode_all(self.valid_examples, "valid")
         n = {t: sum(f.task == t for f in self.train_feats) for t in ("understand", "elicit", "recommend", "respond")}
@@ -280,24 +314,25 @@ class Trainer:
     # -------------------------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int, stage: int, rng: random.Random) -> dict:
         args = self.args
-        feats = [f for f in self.train_feats if stage == 2 or f.task == "recommend"]
+        tasks = stage_tasks(self.model, stage)
+        feats = [f for f in self.train_feats if f.task in tasks]
         rec = [f for f in feats if f.task == "recommend"]
         gen = [f for f in feats if f.task != "recommend"]
         plan = list(batches(rec, args.rec_batch_size, True, rng)) + list(batches(gen, args.batch_size, True, rng))
         rng.shuffle(plan)
         self.model.train()
-        sums = {"recommend": [0.0, 0], "generate": [0.0, 0]}
+        sums: dict[str, list] = {}
         bar = progress_bar(plan, enabled=args.progress, desc=f"epoch {epoch + 1} (stage {stage})", leave=False,
                            dynamic_ncols=True)
         for chunk in bar:
             batch = collate(chunk, self.encoder.pad, self.device)
             with autocast(self.device):
-                if chunk[0].task == "recommend":
+                task = chunk[0].task
+                if task == "recommend":
                     loss = self.model.recommend_loss(batch, args.candidate_loss_weight)
-                    kind = "recommend"
                 else:
-                    loss = self.model.generation_loss(batch)
-                    kind = "generate"
+                    loss = self.model.task_loss(task, batch)
+                kind = loss_name(self.model, task)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if args.grad_clip > 0:
@@ -307,34 +342,37 @@ class Trainer:
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise PresalesError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
-            sums[kind][0] += value * len(chunk)
-            sums[kind][1] += len(chunk)
+            acc = sums.setdefault(kind, [0.0, 0])
+            acc[0] += value * len(chunk)
+            acc[1] += len(chunk)
             bar.set_postfix(loss=f"{value:.3f}")
         out = {f"train_loss_{k}": s / n for k, (s, n) in sums.items() if n}
-        out["train_loss"] = sum(out.values())  # L_R + L_theta (per-sample means)
+        out["train_loss"] = sum(out.values())  # L_R + L_theta (+ the heads' losses; per-sample means)
         return out
 
     @torch.no_grad()
     def validate(self, stage: int) -> dict:
         args = self.args
-        crs = CRS(self.model, self.tok, self.catalog, self.device)
+        crs = CRS(self.model, self.tok, self.catalog, self.device, item_values=self.item_values)
         self.model.eval()
         out: dict = {}
         gen = [f for f in self.valid_feats if f.task != "recommend"]
         if gen and stage == 2:
-            total = n = 0.0
+            sums: dict[str, list] = {}
             for chunk in batches(gen, args.batch_size, False):
                 batch = collate(chunk, self.encoder.pad, self.device)
                 with autocast(self.device):
-                    total += float(self.model.generation_loss(batch)) * len(chunk)
-                n += len(chunk)
-            out["valid_loss_generate"] = total / n
+                    value = float(self.model.task_loss(chunk[0].task, batch))
+                acc = sums.setdefault(loss_name(self.model, chunk[0].task), [0.0, 0])
+                acc[0] += value * len(chunk)
+                acc[1] += len(chunk)
+            out.update({f"valid_loss_{k}": s / n for k, (s, n) in sums.items()})
         rec_idx = [i for i, f in enumerate(self.valid_feats) if f.task == "recommend"]
         parts = []
         if rec_idx:
             feats = [self.valid_feats[i] for i in rec_idx]
             users, extras = crs.user_vectors(feats)
-            ranked = crs.index.rank_candidates(users, [f.candidates for f in feats], extra=extras)
+            ranked = crs.rank_candidates(feats, users, extras)
             ranks = [rank_of(f.gold, list(r)) for f, (r, _) in zip(feats, ranked)]
             m = evaluate("recommend", ranks, ranks)["all"]
             out.update({f"valid_recommend_{k}": m[k] for k in ("accuracy", "hit@5", "mrr@5")})
@@ -370,7 +408,8 @@ class Trainer:
         self.model.to(self.device)
         self.features()
         total_epochs = args.rec_epochs + args.epochs
-        steps = sum(count_batches(self.train_feats, args, 1 if e < args.rec_epochs else 2) for e in range(total_epochs))
+        steps = sum(count_batches(self.train_feats, args, stage_tasks(self.model, 1 if e < args.rec_epochs else 2))
+                    for e in range(total_epochs))
         self.optimizer(max(1, steps))
         if self._pending_state is not None:
             self.opt.load_state_dict(self._pending_state["optimizer"])
@@ -403,6 +442,7 @@ class Trainer:
         if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
             self.save_model(self.run.best)
         self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
+                              "train_loss_extract", "valid_loss_extract", "train_loss_classify", "valid_loss_classify",
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
 
@@ -410,6 +450,7 @@ class Trainer:
         args = self.args
         crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=args.trust_remote_code)
         results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score}
+        self.cue_samples = build_samples(self.corpus, "train", ["respond"])  # the reply checks' question cues
         for split in args.predict_splits:
             if split not in ("train", "valid", "test"):
                 raise PresalesError(f"--predict-splits: unknown split {split!r}")
@@ -417,11 +458,11 @@ class Trainer:
             if not samples:
                 continue
             t0 = time.time()
-            rows = crs.predict_examples(examples)
+            rows = predict_samples(crs, self.corpus, samples, self.llm, context=args.context)
             write_predictions(self.run.path / f"predictions_{split}.jsonl", rows)
             log.info("%s: %d predictions in %.0fs", split, len(rows), time.time() - t0)
             if split in ("valid", "test"):
-                results[split] = score_predictions(samples, rows)
+                results[split] = score_predictions(samples, rows, self.corpus.items, self.cue_samples)
                 results[f"{split}_headline"] = headline(results[split])
         self.run.write_json("test_metrics.json", results)
         return results
@@ -436,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(CRSTrainArgs, argv, prog="presales train crs")
         model_config(args)  # a bad preset / value fails before anything is loaded
+        if args.context not in CONTEXTS:
+            raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
         t0 = time.time()
         trainer = Trainer(args)
         trainer.fit()

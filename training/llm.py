@@ -349,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         predict["train"] = splits["train"] if args.predict_train < 0 else splits["train"][: args.predict_train]
     for split, samples in predict.items():
         metrics, rows = evaluate_llm(llm, samples, corpus.items, crs[split], batch_size=args.eval_batch_size,
-                                     progress=args.progress)
+                                     progress=args.progress, cue_samples=[s for s in splits["train"] if s.task == "respond"])
         n = write_predictions(run.path / f"predictions_{split}.jsonl", rows)
         log.info("wrote %d %s predictions", n, split)
         results[split] = metrics

@@ -4,12 +4,21 @@ Each metric scores one sample; `evaluate` averages them over samples, overall an
     set metrics    pred, gold: collections of tags ('key：value' or attribute keys)
     rank metrics   rank: 0-based rank of the gold item, or None when it is not ranked at all
     text metrics   pred: a response string, gold: the reference string
+    reply checks   pred: a response string, gold: a ReplyReference (what the reply had to do and may
+                   state); they return a Ratio, summed over the samples it applies to (see below)
+
+The reply checks ask whether a shop assistant could send the reply:
+    ask-names-attribute  a reply to an ask action names an asked attribute or one of its values
+    knowledge-true       of the knowledge values a reply states (a known value of the domain found in
+                         it), the share that is true of the items it presents (over all stated values)
+    repetition           the reply repeats an option or phrase back to back ('混合性，还是混合性', '她她她')
 """
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 MetricFn = Callable[..., float]
@@ -119,6 +128,94 @@ for _n in (1, 2):
     register(f"bleu-{_n}")(lambda pred, gold, _n=_n: bleu_n(pred, gold, _n))
 
 
+# ---------------------------------------------------------------------------------------- reply checks
+@dataclass(frozen=True)
+class Ratio:
+    """A per-sample count: `evaluate` reports sum(hits) / sum(total) over the samples (those with
+    total 0 do not count), and the summed total as '<name>/n'."""
+
+    hits: float
+    total: float
+
+
+NOT_APPLICABLE = Ratio(0.0, 0.0)
+
+
+@dataclass
+class ReplyReference:
+    """What a reply is checked against: the gold reply, the attributes its action asks about (with
+    the values that name them), the knowledge values of the items it presents, and the known values
+    of the domain (a known value found in a reply is a value the reply states)."""
+
+    text: str = ""
+    asked: dict[str, list[str]] = field(default_factory=dict)  # asked key -> its values
+    item_values: frozenset[str] = frozenset()
+    known_values: frozenset[str] = frozenset()
+    has_items: bool = False
+
+
+MIN_STATED_LEN = 2  # a one-character value ('高', '女') is not counted as stated: it hides in other words
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def stated_values(reply: str, known_values: Iterable[str]) -> list[str]:
+    """Known values found in the reply, longest first, none inside an accepted longer one; a value that
+    begins or ends with a letter or digit must not continue a longer word or number ('40' in '400')."""
+    found: list[tuple[int, int, str]] = []
+    for value in sorted((v for v in set(known_values) if len(v) >= MIN_STATED_LEN), key=len, reverse=True):
+        start = reply.find(value)
+        while start != -1:
+            end = start + len(value)
+            glued = (_alnum(value[0]) and start > 0 and _alnum(reply[start - 1])) or \
+                    (_alnum(value[-1]) and end < len(reply) and _alnum(reply[end]))
+            if not glued and not any(s < end and start < e for s, e, _ in found):
+                found.append((start, end, value))
+                break
+            start = reply.find(value, start + 1)
+    return [v for _, _, v in sorted(found)]
+
+
+@register("ask-names-attribute")
+def ask_names_attribute(pred: str, ref: ReplyReference) -> Ratio:
+    if not ref.asked:
+        return NOT_APPLICABLE
+    named = any(key in pred or any(v and v in pred for v in values) for key, values in ref.asked.items())
+    return Ratio(float(named), 1.0)
+
+
+@register("knowledge-true")
+def knowledge_true(pred: str, ref: ReplyReference) -> Ratio:
+    if not ref.has_items:
+        return NOT_APPLICABLE
+    stated = stated_values(pred, ref.known_values)
+    return Ratio(float(sum(v in ref.item_values for v in stated)), float(len(stated)))
+
+
+_OPTION_SPLIT = re.compile(r"[，,。！？!?；;、\s~]+|还是|或者|或是|或")
+_CJK = "\u4e00-\u9fff"
+_TRIPLE_CHAR = re.compile(f"([{_CJK}])\\1\\1")  # '她她她'
+_PHRASE_TWICE = re.compile(f"([{_CJK}A-Za-z]{{2,}})\\1")  # '适合适合'
+_PARTICLES = "是呢的呀吗啊哦嘛"
+
+
+def repeats(reply: str) -> bool:
+    """A character three times in a row, a phrase twice back to back, or two neighbouring options
+    (split at punctuation and 还是/或) where the second repeats the end of the first."""
+    if _TRIPLE_CHAR.search(reply) or _PHRASE_TWICE.search(reply):
+        return True
+    pieces = [p.strip(_PARTICLES) for p in _OPTION_SPLIT.split(reply)]
+    pieces = [p for p in pieces if p]
+    return any(len(b) >= 2 and a.endswith(b) for a, b in zip(pieces, pieces[1:]))
+
+
+@register("repetition")
+def repetition(pred: str, ref: ReplyReference | str | None = None) -> Ratio:
+    return Ratio(float(repeats(pred)), 1.0)
+
+
 # ---------------------------------------------------------------------------------------- tasks
 TASK_METRICS = {
     "understand": ["precision", "recall", "f1"],
@@ -126,6 +223,7 @@ TASK_METRICS = {
     "recommend": ["accuracy", "hit@5", "mrr@5", "ndcg@5"],
     "recommend_catalog": ["hit@10", "hit@50", "mrr@50", "ndcg@50"],
     "respond": ["bleu-1", "bleu-2", "distinct-1", "distinct-2"],
+    "respond_checks": ["ask-names-attribute", "knowledge-true", "repetition"],  # golds: ReplyReference
 }
 RANK_TASKS = {"recommend", "recommend_catalog"}
 
@@ -141,66 +239,44 @@ def evaluate(task: str, preds: Sequence, golds: Sequence, categories: Sequence[s
     names = list(metrics or TASK_METRICS[task])
     fns = {name: get_metric(name) for name in names}
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # Ratio denominators
+    ratios: set[str] = set()
     counts: Counter = Counter()
     cats = categories if categories is not None else ["all"] * len(preds)
     for pred, gold, cat in zip(preds, golds, cats):
         groups = {"all", cat}
         for name, fn in fns.items():
             value = fn(pred) if task in RANK_TASKS else fn(pred, gold)
+            if isinstance(value, Ratio):
+                ratios.add(name)
+                for g in groups:
+                    sums[g][name] += value.hits
+                    totals[g][name] += value.total
+                continue
             for g in groups:
                 sums[g][name] += value
         for g in groups:
             counts[g] += 1
     out = {}
     for group in sorted(sums, key=lambda g: (g != "all", g)):
-        out[group] = {name: sums[group][name] / counts[group] for name in names}
+        out[group] = {}
+        for name in names:
+            if name in ratios:
+                total = totals[group][name]
+                out[group][name] = sums[group][name] / total if total else 0.0
+                out[group][f"{name}/n"] = total
+            else:
+                out[group][name] = sums[group][name] / counts[group]
         out[group]["n"] = counts[group]
     if not out:
         out["all"] = {name: 0.0 for name in names} | {"n": 0}
     return out
 
 
-# ---------------------------------------------------------------------------------------- reply checks
-# Checks of one staff reply as the agent says it (replay and simulation score them turn by turn).
-# Each is looked up by name like the metrics above and gives 1.0 (the reply passes) or 0.0.
-#   attribute-named   a question names what it asks: an asked attribute or one of its offered values
-#   knowledge-true    a reply about an item states no value of a relation that the item does not have
-#   no-repetition     the reply is not the previous staff reply again (a back-to-back repetition)
+# ---------------------------------------------------------------------------------------- replies
 ITEM_CARD = re.compile(r"^【商品[^】]*】")  # the link card a recommendation reply starts with
-MIN_VALUE_CHARS = 2  # shorter values ('高', '中') match by accident in any sentence
 
 
 def reply_text(reply: str) -> str:
     """The words of a reply without its leading item link card."""
     return ITEM_CARD.sub("", reply or "").strip()
-
-
-@register("attribute-named")
-def attribute_named(reply: str, asked: Iterable[str]) -> float:
-    """asked: 'key：value' tags or bare keys of the attributes the reply asks about."""
-    words = reply_text(reply)
-    names = [part for tag in asked for part in tag.split("：") if part]
-    return 1.0 if any(name in words for name in names) else 0.0
-
-
-@register("knowledge-true")
-def knowledge_true(reply: str, knowledge: Mapping[str, Sequence[str]],
-                   vocabulary: Mapping[str, Iterable[str]]) -> float:
-    """knowledge: the item's relation -> values; vocabulary: relation -> every value the catalog has.
-    A value of relation r named in the reply must be one of the item's values of r."""
-    words = reply_text(reply)
-    for relation, own in knowledge.items():
-        for value in vocabulary.get(relation, ()):
-            if len(value) >= MIN_VALUE_CHARS and value not in own and value in words \
-                    and not any(value in v or v in value for v in own):  # '纯棉' beside the item's '棉' is no error
-                return 0.0
-    return 1.0
-
-
-@register("no-repetition")
-def no_repetition(reply: str, previous: str | None) -> float:
-    """previous: the staff reply right before this one in the conversation (None: there is none)."""
-    return 0.0 if previous is not None and reply_text(reply) == reply_text(previous) and reply_text(reply) else 1.0
-
-
-REPLY_CHECKS = ("attribute-named", "knowledge-true", "no-repetition")

@@ -42,12 +42,17 @@ class CRSExample:
     candidates: list[str] = field(default_factory=list)
     behaviours: list[str] = field(default_factory=list)
     llm_item: str | None = None
+    # What the CRS's classification heads read (crs.heads); the generative path ignores them.
+    span: tuple[int, int] | None = None  # understand: characters of the current utterance in `source`
+    known_keys: list[str] = field(default_factory=list)  # elicit: keys the user stated or the staff asked
+    needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the user's needs so far
 
 
-def item_short(item_id: str, items: Mapping[str, Item]) -> str:
-    """A recommended item inside a sequence: its first knowledge facts, or its id when unknown."""
+def item_short(item_id: str, items: Mapping[str, Item], max_relations: int | None = 2) -> str:
+    """A recommended item inside a sequence: its first knowledge facts (all with max_relations=None),
+    or its id when unknown."""
     item = items.get(item_id)
-    text = item.text(max_relations=2) if item is not None else ""
+    text = item.text(max_relations=max_relations) if item is not None else ""
     return text or item_id
 
 
@@ -77,31 +82,40 @@ def llm_segment(task: str, prediction) -> str:
     return f"{LLM}{prediction}"
 
 
-def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=None) -> CRSExample:
-    """The UniMIND-style sequence of one sample, optionally with the LLM's prediction for it."""
+def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=None,
+                respond_facts: bool = False) -> CRSExample:
+    """The UniMIND-style sequence of one sample, optionally with the LLM's prediction for it.
+    respond_facts: a reply's items show all their knowledge (not the first two facts), so that a
+    reply can copy what is true of them."""
     task = sample.task
     source = render_history(sample.context, task, items)
     target = ""
     gold_item = None
     llm_item = None
+    span = None
+    known: list[str] = []
     if task == "understand":
         tag = USER if sample.current.speaker == schema.USER else SYSTEM
+        start = len(source) + len(tag)
+        span = (start, start + len(sample.current.text))
         source += f"{tag}{sample.current.text}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = format_tags(sample.target)
     elif task == "elicit":
         source += f"{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = format_keys(sample.target)
+        known = list(dict.fromkeys([k for k, _ in sample.needs] + [k for u in sample.context for k in u.asked]))
     elif task == "recommend":
         gold_item = sample.target
         if llm_prediction:
             llm_item = llm_prediction if isinstance(llm_prediction, str) else llm_prediction[0]
     elif task == "respond":
         asked = format_tags(sample.asked)
-        goods = "、".join(item_short(i, items) for i in sample.items)
+        goods = "、".join(item_short(i, items, None if respond_facts else 2) for i in sample.items)
         source += f"{ELICIT}{asked}{RECOMMEND}{goods}{llm_segment(task, llm_prediction)} {PROMPTS[task]}"
         target = sample.target
     else:
         raise ValueError(f"unknown task {task!r}")
     return CRSExample(key=sample.key, task=task, domain=sample.domain, source=source, target=target,
                       gold_item=gold_item, candidates=list(sample.candidates), behaviours=list(sample.behaviours),
-                      llm_item=llm_item)
+                      llm_item=llm_item, span=span, known_keys=known,
+                      needs=list(sample.needs) if task == "recommend" else [])

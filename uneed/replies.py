@@ -1,0 +1,101 @@
+"""What the reply checks of uneed.metrics ('ask-names-attribute', 'knowledge-true', 'repetition')
+compare a reply with: one `ReplyReference` per response-generation sample, built from the samples
+and the item knowledge alone (so the CRS and the LLM evaluations build the same ones).
+
+    the domain's items      items whose 一级类目 is one of those the domain's samples present
+    known values            every knowledge value of those items (a stated value is one of them)
+    an asked key's names    the key itself, the values of that relation among those items, the
+                            values the sample's own action lists for it ('肤质：干皮'), and the
+                            key's question cues: character pairs that the staff's questions about
+                            that key use in the train split, and nearly only those questions
+                            ('预算' for 价位, '多大' for 年龄), so a paraphrased question counts
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Mapping, Sequence
+
+from .corpus import CATEGORY_RELATION, Item
+from .metrics import ReplyReference, evaluate
+from .tasks.samples import TaskSample
+from .tasks.text import split_tag
+
+
+def item_values(item: Item | None) -> set[str]:
+    """An item's knowledge values (the numeric 一级类目 code left out)."""
+    if item is None:
+        return set()
+    return {v for rel, vs in item.knowledge.items() if rel != CATEGORY_RELATION for v in vs if v}
+
+
+CUE_MIN_COUNT = 3  # a cue occurs in at least this many questions about its key
+CUE_MIN_SHARE = 0.8  # and at least this share of the questions containing it ask that key
+
+
+def question_cues(train_samples: Sequence[TaskSample]) -> dict[str, dict[str, set[str]]]:
+    """{domain: {key: character pairs that name the key in a question}} from the questions (response
+    samples with asked keys) of the train split."""
+    per_key: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    overall: dict[str, Counter] = defaultdict(Counter)
+    for s in train_samples:
+        keys = {split_tag(t)[0] for t in s.asked} if s.task == "respond" else set()
+        if not keys:
+            continue
+        text = str(s.target)
+        pairs = {text[i:i + 2] for i in range(len(text) - 1)}
+        overall[s.domain].update(pairs)
+        for key in keys:
+            per_key[s.domain][key].update(pairs)
+    return {domain: {key: {p for p, n in counts.items()
+                           if n >= CUE_MIN_COUNT and n / overall[domain][p] >= CUE_MIN_SHARE}
+                     for key, counts in keys.items()} for domain, keys in per_key.items()}
+
+
+def reply_references(samples: Sequence[TaskSample], items: Mapping[str, Item],
+                     cues: Mapping[str, Mapping[str, set[str]]] | None = None) -> list[ReplyReference]:
+    """One reference per sample (response-generation samples; others get an empty reference).
+    `cues`: question_cues of the train split (without them a question must name the key or a value)."""
+    codes: dict[str, set[str]] = defaultdict(set)
+    for s in samples:
+        for i in s.items:
+            if i in items and items[i].category:
+                codes[s.domain].add(items[i].category)
+    known: dict[str, set[str]] = defaultdict(set)
+    by_key: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    domains_of_code: dict[str, list[str]] = defaultdict(list)
+    for domain, cs in codes.items():
+        for c in cs:
+            domains_of_code[c].append(domain)
+    for item in items.values():
+        for domain in domains_of_code.get(item.category, ()):
+            for rel, vs in item.knowledge.items():
+                if rel == CATEGORY_RELATION:
+                    continue
+                known[domain].update(v for v in vs if v)
+                by_key[domain][rel].update(v for v in vs if v)
+    refs = []
+    for s in samples:
+        if s.task != "respond":
+            refs.append(ReplyReference())
+            continue
+        asked: dict[str, set[str]] = {}
+        for tag in s.asked:
+            key, value = split_tag(tag)
+            values = asked.setdefault(key, set(by_key[s.domain].get(key, set())) |
+                                      set((cues or {}).get(s.domain, {}).get(key, set())))
+            if value:
+                values.add(value)
+        facts = set().union(*(item_values(items.get(i)) for i in s.items)) if s.items else set()
+        refs.append(ReplyReference(text=str(s.target), asked={k: sorted(v) for k, v in asked.items()},
+                                   item_values=frozenset(facts), known_values=frozenset(known[s.domain]),
+                                   has_items=bool(s.items)))
+    return refs
+
+
+def evaluate_replies(samples: Sequence[TaskSample], replies: Sequence[str], items: Mapping[str, Item],
+                     train_samples: Sequence[TaskSample] = ()) -> dict:
+    """uneed.metrics.evaluate of the reply checks ('respond_checks') over response samples and their
+    replies; `train_samples` (response samples of the train split) give the question cues."""
+    pairs = [(s, r) for s, r in zip(samples, replies) if s.task == "respond"]
+    refs = reply_references([s for s, _ in pairs], items, question_cues(train_samples) if train_samples else None)
+    return evaluate("respond_checks", [r for _, r in pairs], refs, [s.domain for s, _ in pairs])
