@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
 from uneed.replies import evaluate_replies
+from uneed.schema import STAFF_ASK, USER
 from uneed.tasks import TASKS, CRSExample, TaskSample, build_samples, crs_example, parse_keys, parse_tags
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
             tags = parse_tags(row["prediction"])[0]
             u = own[sid][i]
             u.tags = tags
-            if u.act_tag == "系统提问":
+            if u.act_tag == STAFF_ASK:
                 u.asked = list(dict.fromkeys(split_tag(t)[0] for t in tags))
             outputs[(sid, i)] = format_tags(tags)
     index = {(d.sid, t.seq_no): i for _, d in dialogues for i, t in enumerate(d.dialogue)}
@@ -129,7 +130,7 @@ def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
     for s in samples:
         i = index[(s.sid, s.seq_no)]
         context = own[s.sid][:i]
-        needs = list(dict.fromkeys((k, v) for u in context if u.speaker == "用户"
+        needs = list(dict.fromkeys((k, v) for u in context if u.speaker == USER
                                    for k, v in (split_tag(t) for t in u.tags) if v))
         rewritten.append(replace(s, context=context, needs=needs))
         if s.task == "understand":

@@ -132,7 +132,7 @@ def _pairs(needs) -> list[tuple[str, str]]:
 
 def _context_needs(context: Sequence[Utterance]) -> list[tuple[str, str]]:
     """The valued tags of the user's turns, in order (what uneed.tasks calls the needs so far)."""
-    pairs = [tuple(t.partition("：")[::2]) for u in context if u.speaker == "用户" for t in u.tags]
+    pairs = [tuple(t.partition("：")[::2]) for u in context if u.speaker == USER for t in u.tags]
     return list(dict.fromkeys((k, v) for k, v in pairs if v))
 
 

