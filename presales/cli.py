@@ -30,6 +30,13 @@ from rich.table import Table
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
 
+try:  # recent typer releases vendor their own click and raise its exceptions
+    from typer.exceptions import TyperException
+
+    USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, TyperException)
+except ImportError:  # older ones (typer 0.15) raise click's own
+    USAGE_ERRORS = (click.ClickException,)
+
 app = typer.Typer(help="CRS and LLM for e-commerce pre-sales dialogue (U-NEED).", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="U-NEED-format data: validate, stats, synthesize, baselines.", no_args_is_help=True)
@@ -235,8 +242,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (click.exceptions.Abort, typer.Abort):
         err_console.print("aborted")
         return 130
-    except (click.ClickException, typer.exceptions.TyperException) as exc:
-        # typer vendors its own click: usage errors (unknown option, missing argument) come from either
+    except USAGE_ERRORS as exc:
+        # usage errors (unknown option, missing argument) come from click or from typer's own copy of it
         if hasattr(exc, "show"):
             exc.show()
             return getattr(exc, "exit_code", 2)
