@@ -38,7 +38,8 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 180.0) -> "ServerProcess":
+    def start(self, timeout: float = float(os.environ.get("PRESALES_TEST_SERVER_START_S", "600"))) -> "ServerProcess":
+        """Start and wait for /ok (loading the models takes seconds on an idle machine, minutes on a busy one)."""
         cmd = [sys.executable, "-m", "presales.cli", "serve", "--run", str(self.run), "--db", self.db,
                "--port", str(self.port)]
         for key in self.keys:

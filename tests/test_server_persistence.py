@@ -107,12 +107,21 @@ def test_kill_9_and_restart_continues_every_thread(backend, agent_run, reference
 def test_several_processes_over_one_postgres_database(agent_run, pg_url, tmp_path):
     db = new_database(pg_url, "multi_process")
     servers = [ServerProcess(agent_run, db, tmp_path / f"server{i}.log", graphs=("crs",)) for i in range(2)]
-    started = [threading.Thread(target=s.start) for s in servers]  # both set up the empty database at once
+    failures = []
+
+    def start(server):
+        try:
+            server.start()
+        except Exception as exc:  # noqa: BLE001 - reported below, in the test's own thread
+            failures.append(exc)
+
+    started = [threading.Thread(target=start, args=(s,)) for s in servers]  # both set up the empty database at once
     for t in started:
         t.start()
     for t in started:
         t.join()
     try:
+        assert not failures, failures
         one, two = (get_sync_client(url=s.url, api_key=None) for s in servers)
         tid = one.threads.create(metadata={"category": "手机行业"})["thread_id"]
         two.runs.wait(tid, "crs", input=_message("推荐一款拍照好的手机"))
