@@ -342,6 +342,8 @@ class UnifiedCRS(nn.Module):
                           config.use_llm, behaviour_pointer=config.behaviour_pointer)
         copy = CopyHead(d_model) if config.copy_mechanism else None
         keys = None
+        if config.head_tasks and not (path / "keys.json").is_file():
+            raise ModelLoadError(f"{path}: incomplete model directory (missing keys.json)")
         if (path / "keys.json").is_file():
             try:
                 keys = KeySpace.load(path / "keys.json")
