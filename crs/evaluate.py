@@ -96,6 +96,7 @@ def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
     What stays from the corpus: the texts, who spoke, the act tags and the items the staff sent."""
     from dataclasses import replace
 
+    from uneed.schema import STAFF_ASK
     from uneed.tasks import Utterance, parse_tags
     from uneed.tasks.text import format_tags, split_tag
 
@@ -121,7 +122,7 @@ def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
             tags = parse_tags(row["prediction"])[0]
             u = own[sid][i]
             u.tags = tags
-            if u.act_tag == "系统提问":
+            if u.act_tag == STAFF_ASK:
                 u.asked = list(dict.fromkeys(split_tag(t)[0] for t in tags))
             outputs[(sid, i)] = format_tags(tags)
     index = {(d.sid, t.seq_no): i for _, d in dialogues for i, t in enumerate(d.dialogue)}
