@@ -44,6 +44,7 @@ class CRSConfig:
     max_target_len: int = 48
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"understand": 40, "elicit": 16, "respond": 48})
     num_beams: int = 1  # beam search works only without the copy head
+    no_repeat_ngram: int = 2  # a decoded reply never repeats an n-gram (0: off); 2 stops '混合性，还是混合性', '她她她'
     copy_mechanism: bool = True  # pointer-generator output layer (crs.model.CopyHead)
     # --- how understanding and elicitation are answered (crs.heads)
     understand_head: str = "generate"  # generate (UniMIND: the decoder writes 'key：value') | extract (BIO tagging)

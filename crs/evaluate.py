@@ -97,6 +97,7 @@ def own_context(crs, corpus: Corpus, samples: Sequence[TaskSample],
     What stays from the corpus: the texts, who spoke, the act tags and the items the staff sent."""
     from dataclasses import replace
 
+    from uneed.schema import STAFF_ASK
     from uneed.tasks import Utterance, parse_tags
     from uneed.tasks.text import format_tags, split_tag
 

@@ -153,6 +153,19 @@ def _cache_argument(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
+def _ban_repeats(logp: torch.Tensor, generated: torch.Tensor, n: int) -> None:
+    """Forbid (in place) each next token that would complete an n-gram already in its row's output."""
+    length = generated.shape[1]
+    if length < n - 1 or length == 0:
+        return
+    rows = generated.tolist()
+    for b, toks in enumerate(rows):
+        tail = toks[length - (n - 1):] if n > 1 else []
+        banned = {toks[j + n - 1] for j in range(length - n + 1) if toks[j:j + n - 1] == tail}
+        if banned:
+            logp[b, list(banned)] = torch.finfo(logp.dtype).min
+
+
 # ------------------------------------------------------------------------------------ the CRS
 def build_heads(config: CRSConfig, d_model: int, keys: KeySpace | None) -> nn.ModuleDict:
     """The classification heads the config asks for (crs.heads); empty for the generative path."""
@@ -256,11 +269,14 @@ class UnifiedCRS(nn.Module):
         return nn.functional.nll_loss(logp.reshape(-1, logp.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, max_new_tokens: int, num_beams: int = 1) -> torch.Tensor:
-        """Token ids of the outputs (greedy; beam search only without the copy head)."""
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, num_beams: int = 1,
+                 no_repeat_ngram: int = 0) -> torch.Tensor:
+        """Token ids of the outputs (greedy; beam search only without the copy head). With
+        `no_repeat_ngram` n > 0, no n-gram occurs twice in an output."""
         if self.copy is None:
             return self.seq2seq.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                         max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
+                                         max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                                         no_repeat_ngram_size=no_repeat_ngram)
         eos = self.seq2seq.config.eos_token_id
         pad = self.seq2seq.config.pad_token_id
         enc = self.encode(input_ids, attention_mask)
@@ -275,7 +291,10 @@ class UnifiedCRS(nn.Module):
                            use_cache=True, **{cache_arg: cache})
             cache = getattr(step, cache_arg)
             h = step.last_hidden_state
-            nxt = self.copy(h, enc, input_ids, attention_mask, self._lm_logits(h))[:, -1].argmax(-1)
+            logp = self.copy(h, enc, input_ids, attention_mask, self._lm_logits(h))[:, -1]
+            if no_repeat_ngram > 0:
+                _ban_repeats(logp, torch.cat(out, dim=1)[:, 1:], no_repeat_ngram)
+            nxt = logp.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out.append(nxt.unsqueeze(1))
             done |= nxt == eos
@@ -328,6 +347,8 @@ class UnifiedCRS(nn.Module):
                           config.use_llm, behaviour_pointer=config.behaviour_pointer)
         copy = CopyHead(d_model) if config.copy_mechanism else None
         keys = None
+        if config.head_tasks and not (path / "keys.json").is_file():
+            raise ModelLoadError(f"{path}: incomplete model directory (missing keys.json)")
         if (path / "keys.json").is_file():
             try:
                 keys = KeySpace.load(path / "keys.json")

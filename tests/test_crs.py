@@ -24,8 +24,9 @@ FAST = ["--preset", "tiny", "--progress", "false", "--lr", "3e-3", "--batch-size
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("crs_run")
+    # --context gold: earlier turns carry their annotations, as in training (this run is about fitting)
     rc = train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "8",
-                     "--predict-splits", "test", "train", *FAST[:-2], "--batch-size", "16"])
+                     "--predict-splits", "test", "train", *FAST[:-2], "--batch-size", "16", "--context", "gold"])
     assert rc == 0
     return out
 
