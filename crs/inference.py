@@ -246,7 +246,7 @@ class CRS:
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
             batch = collate([feats[i] for i in idx], self.encoder.pad, self.device)
-            with torch.no_grad(), _autocast(self.device):
+            with torch.no_grad(), autocast(self.device):
                 labels, valueless = self.model.extract(batch)
             labels, valueless = labels.cpu().tolist(), valueless.float().cpu().numpy()
             for j, i in enumerate(idx):
@@ -266,7 +266,7 @@ class CRS:
         for s in range(0, len(feats), self.batch_size):
             chunk = list(feats[s:s + self.batch_size])
             batch = collate(chunk, self.encoder.pad, self.device)
-            with torch.no_grad(), _autocast(self.device):
+            with torch.no_grad(), autocast(self.device):
                 probs = self.model.elicit_scores(batch).float().cpu().numpy()
             for j, f in enumerate(chunk):
                 out[s + j] = self.model.keys.keys[int(probs[j].argmax())] if any(f.allowed) else ""
