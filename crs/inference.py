@@ -284,9 +284,11 @@ class CRS:
             batch = collate([Features(feats[i].key, "gen", "", feats[i].input_ids, labels=[0]) for i in idx],
                             self.encoder.pad, self.device)
             with torch.no_grad(), autocast(self.device):
-                # replies only: a tag list may repeat a key ('功能需求：省电；功能需求：静音')
+                # replies only: a tag list may repeat a key ('功能需求：省电；功能需求：静音') or be empty
+                reply = task == "respond"
                 ids = self.model.generate(batch["input_ids"], batch["attention_mask"], n_new, self.config.num_beams,
-                                          self.config.no_repeat_ngram if task == "respond" else 0)
+                                          self.config.no_repeat_ngram if reply else 0,
+                                          self.tok.all_special_ids if reply else ())
             for i, text in zip(idx, self._gen_text(ids)):
                 out[i] = text
         return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -270,13 +270,14 @@ class UnifiedCRS(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, max_new_tokens: int, num_beams: int = 1,
-                 no_repeat_ngram: int = 0) -> torch.Tensor:
+                 no_repeat_ngram: int = 0, non_empty: Sequence[int] = ()) -> torch.Tensor:
         """Token ids of the outputs (greedy; beam search only without the copy head). With
-        `no_repeat_ngram` n > 0, no n-gram occurs twice in an output."""
+        `no_repeat_ngram` n > 0, no n-gram occurs twice in an output; with `non_empty` (special token
+        ids, </s> among them), the first token is none of those, so the output is never empty."""
         if self.copy is None:
             return self.seq2seq.generate(input_ids=input_ids, attention_mask=attention_mask,
                                          max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                                         no_repeat_ngram_size=no_repeat_ngram)
+                                         no_repeat_ngram_size=no_repeat_ngram, min_new_tokens=1 if non_empty else 0)
         eos = self.seq2seq.config.eos_token_id
         pad = self.seq2seq.config.pad_token_id
         enc = self.encode(input_ids, attention_mask)
@@ -294,6 +295,8 @@ class UnifiedCRS(nn.Module):
             logp = self.copy(h, enc, input_ids, attention_mask, self._lm_logits(h))[:, -1]
             if no_repeat_ngram > 0:
                 _ban_repeats(logp, torch.cat(out, dim=1)[:, 1:], no_repeat_ngram)
+            if non_empty and len(out) == 1:
+                logp[:, list(non_empty)] = torch.finfo(logp.dtype).min
             nxt = logp.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out.append(nxt.unsqueeze(1))
