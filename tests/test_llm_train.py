@@ -65,7 +65,8 @@ def test_lora_run_outputs(lora_run, corpus):
     assert (lora_run / "adapter" / "adapter_config.json").is_file()
     assert (lora_run / "merged" / "config.json").is_file()
     metrics = json.loads((lora_run / "test_metrics.json").read_text())["metrics"]
-    assert metrics and set(metrics) <= {"understand", "elicit", "recommend", "respond"}
+    assert metrics and set(metrics) <= {"understand", "elicit", "recommend", "respond", "respond_checks"}
+    assert ("respond_checks" in metrics) == ("respond" in metrics)  # the reply checks beside BLEU and Distinct
     for task, groups in metrics.items():
         assert "all" in groups and groups["all"]["n"] > 0
     assert "accuracy" in metrics.get("recommend", {"all": {"accuracy": 0}})["all"]
