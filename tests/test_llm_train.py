@@ -67,9 +67,10 @@ def test_lora_run_outputs(lora_run, corpus):
     assert (lora_run / "merged" / "config.json").is_file()
     metrics = json.loads((lora_run / "test_metrics.json").read_text())["metrics"]
     test = [s for s in build_samples(corpus, "test") if s.task != "recommend" or s.candidates]
-    assert set(metrics) == {"understand", "elicit", "recommend", "respond"}
+    # the four tasks, and the reply checks beside BLEU and Distinct
+    assert set(metrics) == {"understand", "elicit", "recommend", "respond", "respond_checks"}
     for task, groups in metrics.items():
-        assert groups["all"]["n"] == sum(s.task == task for s in test) > 0
+        assert groups["all"]["n"] == sum(s.task == task.removesuffix("_checks") for s in test) > 0
     # the reported accuracy is the share of recommend samples whose predicted item is the gold one
     preds = read_predictions(lora_run / "predictions_test.jsonl")
     recommend = [s for s in test if s.task == "recommend"]

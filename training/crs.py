@@ -105,6 +105,8 @@ class CRSTrainArgs:
     ivf_nprobe: int | None = field(default=None, metadata={"help": "IVF cells searched"})
     hnsw_m: int | None = field(default=None, metadata={"help": "HNSW links per node"})
     hnsw_ef_search: int | None = field(default=None, metadata={"help": "HNSW search breadth"})
+    no_repeat_ngram: int | None = field(default=None, metadata={"help": "a decoded reply never repeats an n-gram "
+                                                                          "(0: off)"})
     understand_head: str | None = field(default=None, metadata={"help": "understanding by the decoder (generate, the "
                                                                        "paper's UniMIND) or by BIO tagging of the "
                                                                        "utterance on the encoder (extract)"})
