@@ -73,6 +73,8 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
             return "step bound reached" if state.get("steps", 0) > cfg.max_tool_steps else None
         if getattr(last, "invalid_tool_calls", None) or not message_text(last).strip():
             return "no parsable call or reply"
+        if not _turn_tool_messages(state, turn=True):  # the traces teach extract_needs at every user turn
+            return "a reply without consulting the CRS tools"
         if (state.get("pending") or {}).get("items"):
             return None
         if questions_asked(state) >= cfg.max_questions and not state.get("recommended"):

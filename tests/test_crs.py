@@ -197,7 +197,9 @@ def test_resume_restores_optimizer_and_scheduler_and_continues_the_same_curve(ti
     with pytest.raises(KeyboardInterrupt):
         train_main([*args, "--out", str(tmp_path / "stopped")])
     monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
-    ckpt = torch.load(tmp_path / "stopped" / "checkpoint" / "trainer.pt", map_location="cpu", weights_only=False)
+    # an interrupted run lives in its staging directory until it finishes (training.runtime.RunDir.staged)
+    ckpt = torch.load(tmp_path / ".stopped.staging" / "checkpoint" / "trainer.pt", map_location="cpu",
+                      weights_only=False)
     assert ckpt["epoch"] == 0 and ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] > 0
     assert train_main([*args, "--out", str(tmp_path / "stopped"), "--resume"]) == 0
 
