@@ -106,9 +106,9 @@ def test_short_lora_run_lowers_the_loss(corpus, base_run):
     samples = build_samples(corpus, "train", ["understand", "elicit"])[:8]
     examples, _ = train_llm.build_examples(samples, corpus.items, tok, PromptSettings(max_length=256), {})
     batch = train_llm.collate_batch(examples, range(len(examples)), tok.pad_token_id, torch.device("cpu"))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     losses = []
-    for _ in range(25):
+    for _ in range(60):  # 8 samples memorised (at 2e-2 the loss stalled near 0.8x on the current tiny corpus)
         loss, _ = train_llm.answer_loss(model, batch)
         loss.backward()
         opt.step()
