@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
 from uneed.metrics import NOT_APPLICABLE, ReplyReference, get_metric, rank_of, reply_text
 from uneed.replies import item_values
 from uneed.schema import DOMAINS, LINK_ONLY, SPLITS, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
@@ -543,8 +544,7 @@ def replay(args: ReplayArgs) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(ReplayArgs, argv, prog="presales replay")
     report = replay(args)
     paths = write_report(report, Path(args.out) if args.out else Path(args.run) / "replay")

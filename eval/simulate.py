@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 from uneed.arguments import parse_args
 from uneed.corpus import Corpus, Item
 from uneed.errors import PresalesError
+from uneed.logs import setup_logging
 from uneed.metrics import rank_of
 from uneed.schema import DOMAINS, STAFF, STAFF_ASK, STAFF_RECOMMEND, USER
 from uneed.simulator import Episode, SimulatedShopper, sample_episodes
@@ -371,8 +372,7 @@ def simulate(args: SimulateArgs) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(SimulateArgs, argv, prog="presales simulate")
     report = simulate(args)
     paths = write_report(report, Path(args.out) if args.out else Path(args.run) / "simulate")
