@@ -211,9 +211,15 @@ def sqlite_checkpointer(path: str | Path):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False)
+        # A writer in another process (a turn, or its own setup) holds the database for a moment:
+        # wait for it rather than fail with "database is locked".
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
         saver = SqliteSaver(conn)
-        saver.setup()
+        # Two processes opening a new database at once race on switching it to WAL and creating the
+        # tables; a file lock beside it makes the setup one process at a time.
+        with open(f"{path}.setup.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            saver.setup()
     except (OSError, sqlite3.Error) as exc:
         raise PresalesError(f"--db {path}: cannot open the thread database ({exc})") from None
     return saver

@@ -231,8 +231,12 @@ async def _open_postgres(url: str) -> Storage:
     saver = AsyncPostgresSaver(pool)
     table = ThreadTable(execute, "%s")
     # Two processes starting at once over a fresh database would race on CREATE TABLE: serialize the setup.
+    # The lock is polled, never waited for inside a statement: the saver's migrations build indexes
+    # CONCURRENTLY, which waits for every open transaction, and a blocked pg_advisory_lock() is one; the
+    # two processes would then wait on each other forever (a cycle through the client PostgreSQL cannot see).
     async with pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(7215001)")
+        while not (await (await conn.execute("SELECT pg_try_advisory_lock(7215001) AS got")).fetchone())["got"]:
+            await asyncio.sleep(0.2)
         try:
             await saver.setup()
             await table.setup()
