@@ -20,6 +20,12 @@ QUICK = ["--config", str(ROOT / "configs" / "crs_tiny.yaml"), "--rec-epochs", "1
          "--max-predict-samples", "4", "--progress", "false", "--num-threads", "1"]
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C raises KeyboardInterrupt even when the suite itself was started in the background
+    (a shell's `cmd &` starts it with SIGINT ignored, and a Python started so never installs its handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def snapshot(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
@@ -101,7 +107,7 @@ def test_a_killed_retraining_leaves_the_previous_run_intact(finished, tiny_corpu
     late = ["--predict-splits", "valid", "test", "train", "--max-predict-samples", "40"]
     proc = subprocess.Popen([sys.executable, "-m", "training.crs", "--data", str(tiny_corpus_dir), "--out",
                              str(finished), *QUICK, *late, "--overwrite", "--seed", "7"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     wait_for(staging / marker, proc)
     proc.send_signal(sig)
     proc.wait(timeout=120)
