@@ -334,6 +334,14 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
             "batching": {"requests": batcher.requests, "calls": batcher.calls, "workers": workers}}
 
 
+def decision_accuracy(confusion: Mapping[str, Mapping[str, int]]) -> tuple[float, int]:
+    """Ask vs recommend, end to end: of the points where the staff asked or recommended, the share where the
+    graph did the same, with its own tool results (the controller's offline figure reads gold ones)."""
+    n = sum(sum(confusion.get(gold, {}).values()) for gold in ("ask", "recommend"))
+    right = sum(confusion.get(gold, {}).get(gold, 0) for gold in ("ask", "recommend"))
+    return (right / n if n else 0.0), n
+
+
 # ----------------------------------------------------------------------------------- the report
 GRAPH_NAMES = {"llm": "graph 1 (LLM in control)", "crs": "graph 2 (CRS in control)"}
 # replay metric -> (offline task, offline metric) of the paper's tables: the same thing measured offline
@@ -389,6 +397,11 @@ def render_markdown(report: dict) -> str:
             counts = g["confusion"].get(gold, {})
             cells = " | ".join(str(counts.get(a, 0)) for a in ACTIONS)
             lines.append(f"| {kind} | {gold} ({sum(counts.values())}) | {cells} |")
+    lines.append("")
+    for kind, g in graphs.items():
+        accuracy, n = decision_accuracy(g["confusion"])
+        lines.append(f"Ask vs recommend, end to end ({GRAPH_NAMES[kind]}): {accuracy:.3f} of the {n} points where the "
+                     "staff asked or recommended.")
     if report.get("offline"):
         lines += ["", "## Replay beside the offline scores of the same models", "",
                   "| metric | " + " | ".join(f"replay {k}" for k in graphs) + " | " + " | ".join(

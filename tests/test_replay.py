@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from eval.batching import CallBatcher, run_concurrently
-from eval.replay import METRICS, ReplayArgs, aggregate, dialogue_points, replay, score_point, write_report
+from eval.replay import (METRICS, ReplayArgs, aggregate, decision_accuracy, dialogue_points, replay, score_point,
+                         write_report)
 from uneed.corpus import Item
 from uneed.errors import PresalesError
 from uneed.metrics import get_metric
@@ -102,6 +103,13 @@ def test_every_replay_metric_by_hand(hand_dialogue):
     assert set(table["all"]) >= {m for m in METRICS if m not in ("ask-names-attribute", "knowledge-true")}
 
 
+def test_end_to_end_decision_accuracy_counts_only_staff_asks_and_recommendations():
+    confusion = {"ask": {"ask": 3, "recommend": 1, "close": 1}, "recommend": {"recommend": 2, "ask": 3},
+                 "explain": {"explain": 4, "ask": 2}}
+    assert decision_accuracy(confusion) == (pytest.approx(5 / 10), 10)  # explain points and their actions ignored
+    assert decision_accuracy({"explain": {"explain": 1}}) == (0.0, 0)
+
+
 def test_batcher_merges_concurrent_calls_and_keeps_each_result():
     calls = []
 
@@ -147,7 +155,10 @@ def test_replay_end_to_end(agent_run, tiny_corpus_dir, tmp_path):
     assert len(lines) == 2 * report["points"]
     summary = json.loads(out["json"].read_text(encoding="utf-8"))
     assert "records" not in summary["graphs"]["llm"] and summary["offline"]
-    assert "| graph 1 (LLM in control) |" in out["md"].read_text(encoding="utf-8")
+    md = out["md"].read_text(encoding="utf-8")
+    assert "| graph 1 (LLM in control) |" in md
+    accuracy, n = decision_accuracy(report["graphs"]["llm"]["confusion"])
+    assert f"Ask vs recommend, end to end (graph 1 (LLM in control)): {accuracy:.3f} of the {n} points" in md
     assert out["png"].stat().st_size > 10_000 and out["csv"].read_text().startswith("graph,category,metric")
 
 
