@@ -40,7 +40,7 @@ from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_ke
 from .catalog import Catalog
 from .config import CRSConfig
 from .data import Encoder, Features, collate
-from .heads import decode_bio, match_features
+from .heads import decode_bio, match_features, span_pieces
 from .index import ItemIndex
 from .model import UnifiedCRS
 
@@ -251,7 +251,7 @@ class CRS:
             labels, valueless = labels.cpu().tolist(), valueless.float().cpu().numpy()
             for j, i in enumerate(idx):
                 f = feats[i]
-                pieces = [f.source[a:b] for a, b in (f.offsets[t] for t in f.span_tokens)]
+                pieces = span_pieces(f.source, [f.offsets[t] for t in f.span_tokens])
                 spans = decode_bio([labels[j][t] for t in f.span_tokens], pieces, keys)
                 tags = [f"{k}：{v}" for k, v in spans]
                 valued = {k for k, _ in spans}
