@@ -213,7 +213,7 @@ class CRS:
                 kwargs = dict(nlist=c.ivf_nlist, nprobe=c.ivf_nprobe)
             elif self.index_kind == "hnsw":
                 kwargs = dict(hnsw_m=c.hnsw_m, ef_search=c.hnsw_ef_search)
-            self._index = self.model.recommender.build_index(self.index_kind, **kwargs)
+            self._index = self.model.recommender.build_index(self.index_kind, device=c.index_device, **kwargs)
         return self._index
 
     def refresh_index(self) -> None:

@@ -90,6 +90,8 @@ class CRSTrainArgs:
     behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
     item_init: str | None = field(default=None, metadata={"help": "svd | random"})
     index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    index_device: str | None = field(default=None, metadata={"help": "where FAISS searches: auto (the GPU when "
+                                                                     "faiss-gpu sees one) | cpu | gpu"})
     # every other field of the model (crs.config.CRSConfig), so each ablation runs from a config file or flags
     attention_heads: int | None = field(default=None, metadata={"help": "override the preset's attention heads"})
     ffn_dim: int | None = field(default=None, metadata={"help": "override the preset's feed-forward size"})
