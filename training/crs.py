@@ -122,6 +122,8 @@ class CRSTrainArgs:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    max_minutes: float = field(default=0.0, metadata={"help": "start no epoch that would end after this many minutes "
+                                                              "of training (judged by the last epoch; 0: no limit)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new "
                                                              "one has finished)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap train samples per task (smoke runs)"})
@@ -438,7 +440,13 @@ class Trainer:
             self.sched.load_state_dict(self._pending_state["scheduler"])
         if start >= total_epochs:
             log.info("all %d epochs already done", total_epochs)
+        t_fit = time.time()
         for epoch in range(start, total_epochs):
+            last = time.time() - t0 if epoch > start else 0.0  # the last epoch, its validation and saving included
+            if args.max_minutes and epoch > start and dist.any_true(time.time() - t_fit + last > args.max_minutes * 60):
+                log.warning("--max-minutes %.1f: stopping before epoch %d of %d (resume with --resume)",
+                            args.max_minutes, epoch + 1, total_epochs)
+                break
             stage = 1 if epoch < args.rec_epochs else 2
             if stage == 2 and epoch == args.rec_epochs:
                 self.best_score, self.best_epoch = -1.0, None  # stage-1 models cannot generate yet

@@ -45,7 +45,7 @@ class LLMBaseArgs:
     base_model: str | None = field(default=None, metadata={"help": "local HF causal-LM dir to continue instead of "
                                                                      "building the embedded model"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from --base-model (ChatGLM)"})
-    size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium"})
+    size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium, large"})
     arch: str = field(default="qwen2", metadata={"help": "embedded architecture: qwen2 or llama"})
     # the size preset's fields, each settable on its own (None: the preset's value)
     hidden_size: int | None = None
