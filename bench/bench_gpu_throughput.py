@@ -18,8 +18,10 @@ llm_lora_PROFILE.yaml; the default profile's are the files without a suffix):
   Bare: the same base model under the same LoRA config, full-sequence loss on random batches of the
   same batch size and mean length, N steps.
 
-The bare loops time every step, the first included, as the training commands do. Both sides use the
-project's precision rule (bf16 autocast on a GPU that has it). Figures go to --out as JSON and to stdout.
+Warm rates on both sides: the CRS's second epoch; the LLM commands' steps after their first WARMUP (from the
+per-step tokens/s that TrainLoop logs with --log-steps 1; their whole-epoch rate, first steps included, is
+reported beside it); the bare loops after WARMUP untimed steps. Both sides use the project's precision rule
+(bf16 autocast on a GPU that has it). Figures go to --out as JSON and to stdout.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 PROFILES = {"tiny": "_tiny", "default": "", "gpu": "_gpu"}
 SCALES = {"tiny": "tiny", "default": "small", "gpu": "full"}
+WARMUP = 2  # untimed first steps of every side (first calls: allocations, kernel selection)
 
 
 def sync(device: torch.device) -> None:
@@ -46,17 +49,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_loop(model, make_batch, steps: int, device: torch.device, lr: float = 1e-4) -> float:
-    """Seconds for `steps` optimizer steps of the plain loop: forward with labels, backward, clip, AdamW."""
+def bare_loop(model, make_batch, steps: int, device: torch.device, lr: float = 1e-4, warmup: int = 2) -> float:
+    """Seconds for `steps` optimizer steps of the plain loop (forward with labels, backward, clip, AdamW),
+    after `warmup` untimed ones."""
     from uneed.device import autocast
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     model.to(device).train()
     batch = make_batch()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
         with autocast(device):
             loss = model(**batch).loss
         loss.backward()
@@ -65,6 +70,16 @@ def bare_loop(model, make_batch, steps: int, device: torch.device, lr: float = 1
         opt.zero_grad(set_to_none=True)
     sync(device)
     return time.perf_counter() - t0
+
+
+def warm_rate(run: Path, warmup: int) -> tuple[float, int]:
+    """tokens/s of a training command's steps after its first `warmup` (TrainLoop logs the tokens and the
+    rate of every step with --log-steps 1), and how many steps that is."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text("utf-8").splitlines()]
+    steps = [r for r in rows if "train_loss_step" in r and r["step"] > warmup and r.get("tokens_per_s", 0) > 0]
+    if not steps:
+        raise SystemExit(f"{run}: no logged steps after the first {warmup}; raise --steps")
+    return sum(r["tokens"] for r in steps) / sum(r["tokens"] / r["tokens_per_s"] for r in steps), len(steps)
 
 
 def bench_crs(data: Path, config: Path, samples: int, device: str, out: Path) -> dict:
@@ -112,7 +127,7 @@ def bench_crs(data: Path, config: Path, samples: int, device: str, out: Path) ->
                 "attention_mask": torch.ones(b, src, dtype=torch.long, device=dev),
                 "labels": torch.randint(5, vocab, (b, tgt), device=dev)}
 
-    bare_s = bare_loop(bare_model, make_batch, steps, dev)
+    bare_s = bare_loop(bare_model, make_batch, steps, dev, warmup=WARMUP)
     project = tokens / times[1]
     bare = b * (src + tgt) * steps / bare_s
     return {"samples": len(feats), "batches": steps, "tokens": tokens, "epoch_seconds": [round(t, 3) for t in times],
@@ -135,9 +150,10 @@ def bench_llm_base(data: Path, config: Path, steps: int, device: str, out: Path)
     args = parse_args(llm_base.LLMBaseArgs, ["--data", str(data), "--out", str(out), "--config", str(config)],
                       prog="bench llm-base")
     assert llm_base.main(["--data", str(data), "--out", str(out), "--config", str(config), "--max-steps", str(steps),
-                          "--epochs", "1", "--max-valid-blocks", "1", "--save-steps", "0", "--log-steps", "0",
+                          "--epochs", "1", "--max-valid-blocks", "1", "--save-steps", "0", "--log-steps", "1",
                           "--max-minutes", "0", "--device", device, "--progress", "false"]) == 0
     row = epoch_row(out)
+    rate, timed = warm_rate(out, WARMUP)
     cfg = AutoConfig.from_pretrained(out / "model")
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg)
@@ -148,11 +164,11 @@ def bench_llm_base(data: Path, config: Path, steps: int, device: str, out: Path)
         x = torch.randint(5, cfg.vocab_size, (b, n), device=dev)
         return {"input_ids": x, "labels": x}
 
-    bare_s = bare_loop(model, make_batch, row["step"], dev)
-    bare = b * n * row["step"] / bare_s
-    return ({"steps": row["step"], "tokens_per_s": row["tokens_per_s"], "bare_shape": [b, n],
-             "bare_tokens_per_s": bare, "ratio": row["tokens_per_s"] / bare,
-             "parameters": sum(p.numel() for p in model.parameters())}, out)
+    bare_s = bare_loop(model, make_batch, timed, dev, warmup=WARMUP)
+    bare = b * n * timed / bare_s
+    return ({"steps": row["step"], "timed_steps": timed, "tokens_per_s": rate,
+             "tokens_per_s_with_first_steps": row["tokens_per_s"], "bare_shape": [b, n], "bare_tokens_per_s": bare,
+             "ratio": rate / bare, "parameters": sum(p.numel() for p in model.parameters())}, out)
 
 
 def bench_llm(data: Path, config: Path, base: Path, steps: int, device: str, out: Path) -> dict:
@@ -168,9 +184,10 @@ def bench_llm(data: Path, config: Path, base: Path, steps: int, device: str, out
     assert train_llm.main(["--data", str(data), "--out", str(out), "--config", str(config), "--base-model", str(base),
                            "--max-steps", str(steps), "--epochs", "1", "--max-train-samples", str(train),
                            "--val-generate", "0", "--max-valid-samples", "1", "--max-test-samples", "1",
-                           "--predict-splits", "test", "--save-steps", "0", "--log-steps", "0", "--max-minutes", "0",
+                           "--predict-splits", "test", "--save-steps", "0", "--log-steps", "1", "--max-minutes", "0",
                            "--device", device, "--progress", "false"]) == 0
     row = epoch_row(out)
+    rate, timed = warm_rate(out, WARMUP)
     stats = json.loads((out / "data_stats.json").read_text())
     model, tok = load_base(base)
     targets = args.lora_targets[0] if args.lora_targets == ["all-linear"] else list(args.lora_targets)
@@ -184,10 +201,11 @@ def bench_llm(data: Path, config: Path, base: Path, steps: int, device: str, out
         x = torch.randint(5, vocab, (b, n), device=dev)
         return {"input_ids": x, "labels": x}
 
-    bare_s = bare_loop(model, make_batch, row["step"], dev, lr=args.lr)
-    bare = b * n * row["step"] / bare_s
-    return {"steps": row["step"], "tokens_per_s": row["tokens_per_s"], "bare_shape": [b, n],
-            "bare_tokens_per_s": bare, "ratio": row["tokens_per_s"] / bare}
+    bare_s = bare_loop(model, make_batch, timed, dev, lr=args.lr, warmup=WARMUP)
+    bare = b * n * timed / bare_s
+    return {"steps": row["step"], "timed_steps": timed, "tokens_per_s": rate,
+            "tokens_per_s_with_first_steps": row["tokens_per_s"], "bare_shape": [b, n], "bare_tokens_per_s": bare,
+            "ratio": rate / bare}
 
 
 def main(argv=None) -> int:

@@ -117,6 +117,7 @@ class TrainLoop:
         self.first_loss: float | None = None  # of the first batch this process trains
         self.stopped = False
         self.t0 = time.time()
+        self._tokens_since_log, self._log_t0 = 0, self.t0  # tokens/s of each logged stretch of steps
 
     def elapsed(self) -> float:
         """Training seconds so far, the runs before a resume included."""
@@ -148,6 +149,7 @@ class TrainLoop:
             order = batches(epoch)
             skip = self.start_batch if epoch == self.start_epoch else 0
             ep = Epoch(epoch)
+            self._tokens_since_log, self._log_t0 = 0, time.time()  # a stretch never spans the validation between epochs
             bar = progress_bar(total=len(order), initial=skip, desc=f"{self.name} epoch {epoch + 1}/{epochs}",
                                enabled=self.progress and dist.is_main, dynamic_ncols=True)
             for b in range(skip, len(order)):
@@ -156,12 +158,14 @@ class TrainLoop:
                 n = (weight[0] if weight else len(batch)) if real else 0
                 loss, value, tokens = dist.scale(loss, n, tokens if real else 0)  # the global batch's loss
                 (loss / self.grad_accum).backward()
+                tokens = int(tokens)
+                self._tokens_since_log += tokens
                 if (b + 1) % self.grad_accum == 0 or b + 1 == len(order):
                     self._step(value, epoch, b + 1, on_save)
                 value = value.item()
                 self.first_loss = value if self.first_loss is None else self.first_loss
                 ep.losses.append(value)
-                ep.tokens += int(tokens)
+                ep.tokens += tokens
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}", refresh=False)
                 if self.max_steps and self.global_step >= self.max_steps:
@@ -188,6 +192,9 @@ class TrainLoop:
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
         if self.run is not None and self.log_steps and self.global_step % self.log_steps == 0:
-            self.run.log(step=self.global_step, train_loss_step=loss.item(), lr=self.scheduler.get_last_lr()[0])
+            now = time.time()
+            self.run.log(step=self.global_step, train_loss_step=loss.item(), lr=self.scheduler.get_last_lr()[0],
+                         tokens=self._tokens_since_log, tokens_per_s=self._tokens_since_log / max(now - self._log_t0, 1e-9))
+            self._tokens_since_log, self._log_t0 = 0, now
         if on_save is not None and self.save_steps and self.global_step % self.save_steps == 0:
             on_save(epoch, batch)
