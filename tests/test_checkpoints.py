@@ -3,8 +3,8 @@
 for the CRS, and a Qwen2-shaped causal LM with the real Qwen tokenizer.json (tests/fixtures/qwen_tokenizer)
 for the LLM and the controller. Tiny random weights of the same architectures, saved with save_pretrained."""
 import json
-import lzma
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,22 +17,8 @@ from uneed.tasks import SPECIAL_TOKENS, Utterance, build_samples, crs_example
 from uneed.tasks.text import parse_tags, split_tag
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-QWEN_TOKENIZER = Path(__file__).resolve().parent / "fixtures" / "qwen_tokenizer"
-QWEN_VOCAB = 151936  # the embedding rows of the Qwen2 / Qwen2.5 checkpoints (the tokenizer has 151,669)
-
-
-def bert_chinese_vocab() -> list[str]:
-    """A vocab.txt laid out as the Chinese BERT / BART / CPT ones: [PAD], [unused1-99], [UNK] 100, [CLS] 101,
-    [SEP] 102, [MASK] 103, then characters, lowercase ASCII words and '##' continuation pieces."""
-    from uneed.vocab import base_chars
-
-    vocab = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    seen = set(vocab)
-    for tok in [c.lower() for c in base_chars() if c.strip()] + [f"##{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]:
-        if tok not in seen:
-            seen.add(tok)
-            vocab.append(tok)
-    return vocab
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_checkpoint_shapes import QWEN_VOCAB, bert_chinese_vocab, write_bart_chinese, write_qwen2  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,34 +30,14 @@ def tiny_corpus(tiny_corpus_dir):
 
 @pytest.fixture(scope="module")
 def bart_chinese(tmp_path_factory) -> Path:
-    from transformers import BartConfig, BartForConditionalGeneration
-
-    path = tmp_path_factory.mktemp("bart-base-chinese")
-    vocab = bert_chinese_vocab()
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    cfg = BartConfig(vocab_size=len(vocab), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
-                     pad_token_id=0, bos_token_id=101, eos_token_id=102, decoder_start_token_id=102,
-                     forced_eos_token_id=102)
-    BartForConditionalGeneration(cfg).save_pretrained(str(path))
+    path = write_bart_chinese(tmp_path_factory.mktemp("bart-base-chinese"), "tiny")
     assert not (path / "tokenizer_config.json").exists() and not (path / "tokenizer.json").exists()
     return path
 
 
 @pytest.fixture(scope="module")
 def qwen2(tmp_path_factory) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    path = tmp_path_factory.mktemp("qwen2")
-    (path / "tokenizer.json").write_bytes(lzma.decompress((QWEN_TOKENIZER / "tokenizer.json.xz").read_bytes()))
-    shutil.copy(QWEN_TOKENIZER / "tokenizer_config.json", path / "tokenizer_config.json")
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=QWEN_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
-                      tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645, rope_theta=1e6)
-    Qwen2ForCausalLM(cfg).save_pretrained(str(path))
-    return path
+    return write_qwen2(tmp_path_factory.mktemp("qwen2"), "tiny")
 
 
 # ------------------------------------------------------------------------------------ the CRS on BART-Chinese

@@ -87,3 +87,12 @@ def test_crs_two_processes_match_one(tiny_corpus_dir, tmp_path):
         assert [y[k] for k in losses] == pytest.approx([x[k] for k in losses], rel=5e-3), (x, y)
     assert len((two / "predictions_test.jsonl").read_text("utf-8").splitlines()) > 0
     assert (two / "best" / "crs_config.json").is_file() and (two / "test_metrics.json").is_file()
+
+
+def test_controller_refuses_torchrun_in_one_line(monkeypatch, tmp_path):
+    from training.controller import main as train_controller
+    from uneed.errors import PresalesError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(PresalesError, match="runs in one process"):
+        train_controller(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--base-model", str(tmp_path)])
