@@ -325,7 +325,7 @@ class Trainer:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        log.info("resuming after epoch %d (best valid_score %.4f at epoch %s)", state["epoch"], self.best_score,
+        log.info("resuming after epoch %d (best valid_score %.4f at epoch %s)", int(state["epoch"]) + 1, self.best_score,
                  self.best_epoch)
         return int(state["epoch"]) + 1
 
