@@ -73,8 +73,8 @@ class Dist:
             return loss, loss.detach(), torch.as_tensor(float(tokens))
         import torch.distributed as dist
 
-        sums = torch.stack([torch.as_tensor(float(n), device=loss.device, dtype=torch.float32),
-                            loss.detach().float() * float(n),
+        contribution = loss.detach().float() * float(n) if n else torch.zeros((), device=loss.device)  # never NaN * 0
+        sums = torch.stack([torch.as_tensor(float(n), device=loss.device, dtype=torch.float32), contribution,
                             torch.as_tensor(float(tokens), device=loss.device, dtype=torch.float32)])
         dist.all_reduce(sums)
         total = sums[0].clamp(min=1e-12)
