@@ -11,8 +11,9 @@
 # BENCH_PROFILE=tiny and SHAPES_SIZE=tiny run those steps at test size (they prove the script on a CPU machine).
 # Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), TINY_S, BENCH_S, SHAPES_S, GPU_S;
 # the defaults add up to under 10 minutes, one device command, so PROFILE=gpu (planned for 20 minutes) gets only
-# GPU_S: give it its own command (STEPS=gpu GPU_S=590) to see it further. A step that times out leaves its partial figures
-# and the summary says so (rc 124). PROFILE=gpu resumes its finished steps when run again on the same machine.
+# GPU_S: give it its own command (STEPS=gpu GPU_S=590) to see it further. A step that times out leaves its
+# partial figures and the summary says so (rc 124). PROFILE=gpu resumes its finished steps when run again on
+# the same machine. On the lent machine $OUT is the folder that comes back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
@@ -36,7 +37,7 @@ run_step() {  # name limit command...: run under `timeout`, log to $OUT/name.log
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
   echo "=== $name (limit ${limit}s) ==="
-  timeout --kill-after=15 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$SUMMARY"
   tail -n 5 "$OUT/$name.log"
