@@ -18,10 +18,11 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from uneed.needs import match_features
 from uneed.tasks import CRSExample, parse_keys, parse_tags
 
 from .catalog import Catalog
-from .heads import KeySpace, bio_labels, match_features
+from .heads import KeySpace, bio_labels
 from .model import special_ids
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ import torch
 
 from uneed.device import autocast
 from uneed.errors import ModelLoadError, PresalesError
+from uneed.needs import match_features
 from uneed.replies import item_values
 from uneed.schema import USER
 from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
@@ -40,7 +41,7 @@ from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_ke
 from .catalog import Catalog
 from .config import CRSConfig
 from .data import Encoder, Features, collate
-from .heads import decode_bio, match_features, span_pieces
+from .heads import decode_bio, span_pieces
 from .index import ItemIndex
 from .model import UnifiedCRS
 

@@ -51,12 +51,13 @@ done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config 
 step "LLM assisting CRS (section 3.5) → $OUT/crs-llm"
 combine "$OUT/llm"
 done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config "$CRS_CONFIG" \
-    --llm-predictions "$OUT/llm/predictions_all.jsonl"
+    --llm-predictions "$OUT/llm/predictions_all.jsonl" --predict-splits test
 
 step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
 combine "$OUT/crs"
+# only its test split is predicted (the tables): nothing downstream reads its valid predictions
 done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
-    --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl"
+    --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
 
 step "LLM as the controller of graph 1 → $OUT/controller"
 done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm" \

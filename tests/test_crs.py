@@ -133,9 +133,9 @@ def test_short_run_beats_the_lexicon_matcher_on_train_data(tiny_corpus_dir, tiny
     from uneed.metrics import evaluate
     from uneed.tasks import parse_tags
 
-    n = 24
+    n = 16
     out = tmp_path / "fit"
-    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "90",
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "60",
                        "--max-train-samples", str(n), "--predict-splits", *FAST[:-2], "--valid-samples", "2",
                        "--batch-size", "8"]) == 0
     # the last epoch's model (RUN/best is chosen on the valid split, which says nothing about fitting)

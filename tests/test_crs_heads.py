@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from crs.heads import KeySpace, bio_labels, decode_bio, match_features
+from crs.heads import KeySpace, bio_labels, decode_bio
+from uneed.needs import match_features
 from crs.inference import CRS
 from training.crs import main as train_main
 from uneed.tasks import Utterance, build_samples, parse_keys, parse_tags

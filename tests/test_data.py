@@ -157,6 +157,25 @@ def test_synth_cli_and_baselines(tmp_path, capsys):
     assert results["recommend"]["all"]["n"] > 0
 
 
+def test_gold_needs_rule_ranks_by_answered_needs_then_browsed_then_popular():
+    from types import SimpleNamespace
+
+    from uneed.baselines import GoldNeedsRule, PopularityRecommender
+    from uneed.tasks.samples import TaskSample
+
+    items = {"a": SimpleNamespace(knowledge={"颜色": ["红色"]}), "b": SimpleNamespace(knowledge={"颜色": ["黑色"]}),
+             "c": SimpleNamespace(knowledge={"颜色": ["黑色"], "品牌": ["小米"]}), "d": SimpleNamespace(knowledge={})}
+    popularity = PopularityRecommender()
+    popularity.counts.update({"d": 5, "a": 3})
+    rule = GoldNeedsRule(SimpleNamespace(items=items), popularity)
+    sample = TaskSample(task="recommend", split="test", domain="手机行业", sid="s", seq_no=1, user_id="u", seller_id="x",
+                        context=[], current=None, target="c",
+                        needs=[("颜色", "黑色"), ("品牌", "小米")], candidates=["a", "b", "c", "d"], behaviours=["b"])
+    assert rule.rank(sample) == ["c", "b", "a", "d"]  # both needs; one need; then popularity over browsing nothing
+    sample.needs = []
+    assert rule.rank(sample) == ["b", "d", "a", "c"]  # no needs: browsed first, then popular
+
+
 def test_cli_exit_codes_of_scripts_and_bad_options(tmp_path, capsys):
     # a training script's failure reaches the shell, and an unknown option is a usage error, not an internal one
     assert cli(["train", "crs", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2

@@ -3,6 +3,12 @@
     LexiconMatcher         understanding: the surface strings annotated in train, matched longest first
     MajorityElicitor       elicitation: the attribute asked most often in the domain
     PopularityRecommender  recommendation: candidates ranked by how often users acted on them
+
+and one reference that is no baseline, since it reads the gold needs:
+
+    GoldNeedsRule          recommendation: candidates ranked by how many of the sample's annotated needs
+                           their knowledge answers, then browsed by the user, then popular - how much the
+                           stated needs decide the item on a corpus (reported as `recommend_gold_needs`)
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Iterable, Sequence
 
 from .corpus import Corpus
 from .metrics import evaluate, rank_of
+from .needs import match_features
 from .tasks.samples import TaskSample, build_samples
 from .tasks.text import split_tag
 
@@ -81,6 +88,22 @@ class PopularityRecommender:
         return sorted(candidates, key=lambda i: (-self.counts[i], i))
 
 
+class GoldNeedsRule:
+    def __init__(self, corpus: Corpus, popularity: PopularityRecommender):
+        self.items, self.popularity = corpus.items, popularity
+
+    def rank(self, sample: TaskSample) -> list[str]:
+        browsed = set(sample.behaviours)
+
+        def score(item_id: str) -> tuple:
+            item = self.items.get(item_id)
+            values = [v for vs in item.knowledge.values() for v in vs] if item else []
+            exact, contained, share, _ = match_features(sample.needs, values)
+            return (-(exact + contained + 0.5 * share), -(item_id in browsed), -self.popularity.counts[item_id], item_id)
+
+        return sorted(sample.candidates, key=score)
+
+
 def evaluate_baselines(corpus: Corpus, split: str = "test") -> dict[str, dict]:
     """Metrics of the three baselines on `split`, fit on train; {'understand': {...}, ...}."""
     train = build_samples(corpus, "train", ["understand", "elicit"])
@@ -98,4 +121,7 @@ def evaluate_baselines(corpus: Corpus, split: str = "test") -> dict[str, dict]:
     rec = [s for s in samples if s.task == "recommend" and s.candidates]
     out["recommend"] = evaluate("recommend", [rank_of(s.target, popularity.rank(s.candidates)) for s in rec],
                                 [None] * len(rec), [s.domain for s in rec])
+    rule = GoldNeedsRule(corpus, popularity)
+    out["recommend_gold_needs"] = evaluate("recommend", [rank_of(s.target, rule.rank(s)) for s in rec],
+                                           [None] * len(rec), [s.domain for s in rec])
     return out
