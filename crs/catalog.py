@@ -98,7 +98,7 @@ def _block(rows: list[list[str]], n_items: int):
     vocab: dict[str, int] = {}
     r, c = [], []
     for i, toks in enumerate(rows):
-        for t in set(toks):
+        for t in dict.fromkeys(toks):  # first-seen order: a set's would follow PYTHONHASHSEED (the SVD start with it)
             r.append(i)
             c.append(vocab.setdefault(t, len(vocab)))
     if not vocab:

@@ -19,6 +19,7 @@ from uneed.errors import PresalesError
 
 BEHAVIOUR_ENCODERS = ("attention", "gru", "mean", "none")
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_DEVICES = ("auto", "cpu", "gpu")  # auto: the GPU when the installed FAISS sees one (crs.index)
 ITEM_INITS = ("svd", "random")
 UNDERSTAND_HEADS = ("generate", "extract")
 ELICIT_HEADS = ("generate", "classify")
@@ -61,6 +62,7 @@ class CRSConfig:
     use_llm: bool = False  # trained with [LLM] segments and the LLM's item in the user representation
     # --- the FAISS index used at inference
     index: str = "flat"  # flat (exact inner product) | ivf | hnsw (approximate, for large catalogs)
+    index_device: str = "auto"  # auto | cpu | gpu: where FAISS searches (gpu: flat and ivf, with faiss-gpu)
     ivf_nlist: int = 0  # 0: about 4*sqrt(N)
     ivf_nprobe: int = 32
     hnsw_m: int = 32
@@ -74,6 +76,8 @@ class CRSConfig:
             raise CRSConfigError(f"behaviour_encoder must be one of {BEHAVIOUR_ENCODERS}, got {self.behaviour_encoder!r}")
         if self.index not in INDEX_KINDS:
             raise CRSConfigError(f"index must be one of {INDEX_KINDS}, got {self.index!r}")
+        if self.index_device not in INDEX_DEVICES:
+            raise CRSConfigError(f"index_device must be one of {INDEX_DEVICES}, got {self.index_device!r}")
         if self.understand_head not in UNDERSTAND_HEADS:
             raise CRSConfigError(f"understand_head must be one of {UNDERSTAND_HEADS}, got {self.understand_head!r}")
         if self.elicit_head not in ELICIT_HEADS:

@@ -106,6 +106,18 @@ def bio_labels(text: str, tags: Sequence[str], keys: KeySpace) -> tuple[list[int
     return labels, empty
 
 
+def span_pieces(source: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
+    """The source text of each token of a span, each with the gap before it (the space a BERT or BPE
+    tokenizer drops between two words), so that decode_bio gives back 'iPhone 13', not 'iPhone13'; a
+    span's leading gap is stripped there. Never the tokens' own texts: a lowercasing tokenizer's
+    'vivo' is copied as the user wrote it, 'VIVO'."""
+    pieces, prev = [], None
+    for a, b in offsets:
+        pieces.append(source[(a if prev is None or prev > a else prev):b])
+        prev = b
+    return pieces
+
+
 def decode_bio(labels: Sequence[int], pieces: Sequence[str], keys: KeySpace) -> list[tuple[str, str]]:
     """(key, value) spans from token labels; `pieces` are the tokens' texts. An I-key that does not
     continue a span of the same key starts one (a lenient reading of BIO)."""

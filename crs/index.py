@@ -18,6 +18,13 @@ structure: the candidates' stored vectors are scored exactly (`rank_candidates`,
 method 'selector' does the same through a FAISS search on a flat index restricted to the candidates
 with an `IDSelectorArray` (the two are equal; tests/test_crs_index.py checks it). Whole-catalog
 search can leave out already-rejected items through an `IDSelectorNot(IDSelectorBatch(...))`.
+
+On the GPU (`device`: auto | cpu | gpu; auto takes the GPU when the installed FAISS sees one,
+`faiss.get_num_gpus() > 0`, i.e. the `gpu` extra's faiss-gpu on a CUDA machine): flat and IVF indexes get a
+GPU copy (`index_cpu_to_gpu`, IVF with the same trained cells and nprobe) that answers whole-catalog
+searches; FAISS's GPU indexes take no ID selectors, so a search that excludes rows asks the GPU for
+k + the excluded count and drops them (the same rows as the selector on CPU). HNSW has no GPU
+implementation and stays on the CPU, as do the candidate rankings (exact, a few rows each).
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from typing import Sequence
 
 import faiss
 import numpy as np
+
+from .config import INDEX_DEVICES as DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,34 @@ def augment_queries(queries: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([q, np.ones((q.shape[0], 1), np.float32)]))
 
 
+def gpu_count() -> int:
+    """GPUs the installed FAISS can use (0 with faiss-cpu, or without a CUDA device)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    try:
+        return int(get()) if get is not None else 0
+    except Exception:  # noqa: BLE001 - a GPU build on a machine whose driver is broken: no GPU
+        return 0
+
+
+def pick_index_device(requested: str, kind: str) -> str:
+    """'gpu' or 'cpu' for an index of `kind`: auto takes the GPU when FAISS sees one and the kind has a
+    GPU implementation (flat, ivf); ValueError when `gpu` is asked for and cannot be had."""
+    if requested not in DEVICES:
+        raise ValueError(f"index device must be one of {DEVICES}, got {requested!r}")
+    if requested == "cpu":
+        return "cpu"
+    if kind == "hnsw":
+        if requested == "gpu":
+            raise ValueError("index device gpu: FAISS has no GPU HNSW; use index flat or ivf, or device cpu")
+        return "cpu"
+    if gpu_count() > 0:
+        return "gpu"
+    if requested == "gpu":
+        raise ValueError("index device gpu: the installed FAISS sees no GPU (install the gpu extra, faiss-gpu, on "
+                         "a CUDA machine) ")
+    return "cpu"
+
+
 def default_nlist(n: int) -> int:
     return max(1, min(int(2 * math.sqrt(n)), n // 39 or 1))
 
@@ -51,7 +88,8 @@ class ItemIndex:
 
     def __init__(self, embeddings: np.ndarray, bias: np.ndarray | None = None, kind: str = "flat",
                  nlist: int = 0, nprobe: int = 32, hnsw_m: int = 32, ef_search: int = 128,
-                 ef_construction: int = 64, train_size: int | None = None, seed: int = 0):
+                 ef_construction: int = 64, train_size: int | None = None, seed: int = 0, device: str = "auto"):
+        self.device = pick_index_device(device, kind)
         self.vectors = augment_items(embeddings, bias)
         self.n, self.dim = self.vectors.shape
         self.kind = kind
@@ -79,6 +117,13 @@ class ItemIndex:
         else:
             raise ValueError(f"unknown index kind {kind!r}; choose flat, ivf or hnsw")
         self.index.add(self.vectors)
+        self.gpu_index = None
+        if self.device == "gpu":
+            self._gpu_resources = faiss.StandardGpuResources()  # keep alive with the index
+            self.gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
+            if kind == "ivf":
+                self.gpu_index.nprobe = nprobe
+            log.info("FAISS %s index of %d items on the GPU", kind, self.n)
 
     def __len__(self) -> int:
         return self.n
@@ -103,6 +148,8 @@ class ItemIndex:
             return self._search_extra(queries, k, exclude, extra)
         q = augment_queries(queries)
         k = max(1, min(int(k), self.n))
+        if self.gpu_index is not None:
+            return self._search_gpu(q, k, exclude)
         if not exclude or not any(len(e) for e in exclude):
             params = self._params()
             scores, rows = self.index.search(q, k, params=params) if params is not None else self.index.search(q, k)
@@ -123,6 +170,21 @@ class ItemIndex:
                     else self.index.search(q[j:j + 1], k)
             rows_out[j], scores_out[j] = r[0], s[0]
         scores_out[rows_out < 0] = -np.inf
+        return rows_out, scores_out
+
+    def _search_gpu(self, q: np.ndarray, k: int, exclude) -> tuple[np.ndarray, np.ndarray]:
+        """One batched search on the GPU copy; excluded rows are searched past (k + their count) and dropped."""
+        banned = [set(int(r) for r in (exclude[j] if exclude and j < len(exclude) else ())) for j in range(len(q))]
+        wide = min(self.n, k + max((len(b) for b in banned), default=0))
+        scores, rows = self.gpu_index.search(q, wide)
+        if wide == k:
+            return rows, scores
+        rows_out = np.full((q.shape[0], k), -1, dtype=np.int64)
+        scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        for j in range(q.shape[0]):
+            keep = [i for i, r in enumerate(rows[j]) if r >= 0 and int(r) not in banned[j]][:k]
+            rows_out[j, : len(keep)] = rows[j][keep]
+            scores_out[j, : len(keep)] = scores[j][keep]
         return rows_out, scores_out
 
     def _search_extra(self, queries, k, exclude, extra):

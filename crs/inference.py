@@ -41,7 +41,7 @@ from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_ke
 from .catalog import Catalog
 from .config import CRSConfig
 from .data import Encoder, Features, collate
-from .heads import decode_bio
+from .heads import decode_bio, span_pieces
 from .index import ItemIndex
 from .model import UnifiedCRS
 
@@ -214,7 +214,7 @@ class CRS:
                 kwargs = dict(nlist=c.ivf_nlist, nprobe=c.ivf_nprobe)
             elif self.index_kind == "hnsw":
                 kwargs = dict(hnsw_m=c.hnsw_m, ef_search=c.hnsw_ef_search)
-            self._index = self.model.recommender.build_index(self.index_kind, **kwargs)
+            self._index = self.model.recommender.build_index(self.index_kind, device=c.index_device, **kwargs)
         return self._index
 
     def refresh_index(self) -> None:
@@ -252,7 +252,7 @@ class CRS:
             labels, valueless = labels.cpu().tolist(), valueless.float().cpu().numpy()
             for j, i in enumerate(idx):
                 f = feats[i]
-                pieces = [f.source[a:b] for a, b in (f.offsets[t] for t in f.span_tokens)]
+                pieces = span_pieces(f.source, [f.offsets[t] for t in f.span_tokens])
                 spans = decode_bio([labels[j][t] for t in f.span_tokens], pieces, keys)
                 tags = [f"{k}：{v}" for k, v in spans]
                 valued = {k for k, _ in spans}

@@ -42,18 +42,54 @@ def build_tokenizer(texts: Iterable[str], base_model: str | None = None, model_m
         from uneed.vocab import build_char_tokenizer
 
         return build_char_tokenizer(texts, special_tokens=SPECIAL_TOKENS, model_max_length=model_max_length)
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(base_model)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"--base-model {base_model}: no usable tokenizer there ({exc})") from None
+    tok = base_tokenizer(base_model)
     missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
     if missing:
         tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False) \
             if _accepts_replace(tok) else tok.add_special_tokens({"additional_special_tokens": missing})
     tok.truncation_side = "left"
     return tok
+
+
+def base_tokenizer(base_model: str | Path):
+    """The tokenizer of a local BART / CPT checkpoint directory (never downloaded).
+
+    The Chinese BART and CPT checkpoints (fnlp/bart-base-chinese, fnlp/cpt-base) ship a BERT vocab.txt
+    beside a config of model type bart, whose own tokenizer is a byte-level BPE: a directory with a
+    vocab.txt, no tokenizer.json / vocab.json and no tokenizer class named in tokenizer_config.json or
+    config.json is read as a BertTokenizer (AutoTokenizer would build an empty BPE tokenizer of a few
+    special tokens from it, silently)."""
+    from transformers import AutoTokenizer, BertTokenizer
+
+    path = Path(base_model)
+    if not path.is_dir():
+        raise ModelLoadError(f"--base-model {base_model}: no such directory (a local BART or CPT checkpoint "
+                             "directory is expected; nothing is downloaded)")
+    named = any(_json_field(path / name, "tokenizer_class") for name in ("tokenizer_config.json", "config.json"))
+    bert_vocab = (path / "vocab.txt").is_file() and not any((path / f).is_file()
+                                                           for f in ("tokenizer.json", "vocab.json"))
+    cls = BertTokenizer if bert_vocab and not named else AutoTokenizer
+    try:
+        tok = cls.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, TypeError...: an unusable directory
+        raise ModelLoadError(f"--base-model {base_model}: no usable tokenizer there ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if len(tok) < 100:
+        raise ModelLoadError(f"--base-model {base_model}: its tokenizer ({type(tok).__name__}) has only {len(tok)} "
+                             "tokens; the directory lacks its vocabulary files")
+    if cls is BertTokenizer:
+        log.info("--base-model %s: its vocab.txt read as a BertTokenizer (%d tokens)", base_model, len(tok))
+    return tok
+
+
+def _json_field(path: Path, key: str):
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get(key) if isinstance(data, dict) else None
 
 
 def _accepts_replace(tok) -> bool:
@@ -340,7 +376,7 @@ class UnifiedCRS(nn.Module):
         from transformers import AutoTokenizer
 
         try:
-            tok = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
+            tok = AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(f"{path / 'tokenizer'}: corrupt tokenizer ({type(exc).__name__}: {exc})") from None
         tok.truncation_side = "left"

@@ -34,11 +34,12 @@ class EmbeddedSize:
 
 
 # `default` is the model the budgets are measured with (about 4.5M parameters with a ~4.6k vocabulary);
-# `tiny` is for tests.
+# `tiny` is for tests; `large` (~190M) is the GPU profile's.
 EMBEDDED_SIZES = {
     "tiny": EmbeddedSize(64, 128, 2, 2, 2, 1024),
     "default": EmbeddedSize(256, 688, 4, 4, 4, 2048),
     "medium": EmbeddedSize(512, 1376, 8, 8, 4, 2048),
+    "large": EmbeddedSize(1024, 2816, 16, 16, 8, 2048),  # about 190M parameters with the char vocabulary: PROFILE=gpu
 }
 
 

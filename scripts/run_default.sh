@@ -6,13 +6,17 @@
 #   OUT=runs/default DATA=data/small SCALE=small bash scripts/run_default.sh
 # PROFILE=tiny runs the same steps with the tiny corpus and the tiny configs (a few minutes): a smoke test
 # of the whole pipeline, with models too small to be useful.
+# PROFILE=gpu runs them on one GPU at real size: the full-size corpus, a BART-base-size CRS (configs/crs_gpu.yaml)
+# and a ~190M-parameter decoder LLM built from config (configs/*_gpu.yaml), each training capped in minutes.
+# Install the CUDA build of torch first (SKIP_SETUP=1 then skips scripts/setup.sh, which installs the CPU one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-default}
 case "$PROFILE" in  # SUFFIX picks configs/llm_base$SUFFIX.yaml, llm_lora$SUFFIX.yaml, controller$SUFFIX.yaml
   default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml; SCALE=${SCALE:-small}; PREDICT_TRAIN=2000 ;;
   tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; SCALE=${SCALE:-tiny}; PREDICT_TRAIN=200 ;;
-  *) echo "error: PROFILE must be default or tiny, got '$PROFILE'" >&2; exit 2 ;;
+  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml; SCALE=${SCALE:-full}; PREDICT_TRAIN=3000 ;;
+  *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
 esac
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 OUT=${OUT:-runs/$PROFILE}

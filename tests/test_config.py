@@ -1,6 +1,7 @@
 """Config values are checked up front: converted to the field's type, range-checked, one line naming the
 key and the file; every model field of the CRS and the LLM can be set from a config file."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,35 @@ def test_llm_size_fields_reach_the_model():
     model = build_embedded_model(build_tokenizer(["你好，亲"]), "tiny", num_hidden_layers=1, hidden_size=32,
                                  intermediate_size=48)
     assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.intermediate_size) == (1, 32, 48)
+
+
+def test_every_shipped_config_parses_and_the_gpu_profile_has_real_sizes():
+    """configs/*.yaml load into their training's arguments (PROFILE=gpu's cannot be run here: they must
+    at least parse), and the GPU profile's models are of the sizes it promises."""
+    from dataclasses import asdict
+
+    from crs.config import preset
+    from llm.model import EMBEDDED_SIZES
+    from training.controller import ControllerTrainArgs
+    from training.crs import CRSTrainArgs, model_config
+    from training.llm import LLMTrainArgs
+    from training.llm_base import LLMBaseArgs
+    from uneed.arguments import parse_args
+
+    kinds = {"crs": CRSTrainArgs, "llm_base": LLMBaseArgs, "llm_lora": LLMTrainArgs, "controller": ControllerTrainArgs}
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    CONFIGS = configs[0].parent
+    assert {c.stem for c in configs} >= {"crs_gpu", "llm_base_gpu", "llm_lora_gpu", "controller_gpu"}
+    for cfg in configs:
+        kind = next(k for k in sorted(kinds, key=len, reverse=True) if cfg.stem.startswith(k))
+        args = parse_args(kinds[kind], ["--data", "d", "--out", "o", "--config", str(cfg)], prog="x")
+        if kind == "crs":
+            model_config(args)
+    crs = model_config(parse_args(CRSTrainArgs, ["--data", "d", "--out", "o", "--config", str(CONFIGS / "crs_gpu.yaml")]))
+    assert (crs.d_model, crs.encoder_layers, crs.decoder_layers, crs.ffn_dim) == (768, 6, 6, 3072)
+    assert crs != preset("default")
+    base = parse_args(LLMBaseArgs, ["--data", "d", "--out", "o", "--config", str(CONFIGS / "llm_base_gpu.yaml")])
+    s = asdict(EMBEDDED_SIZES[base.size])
+    layer = 2 * s["hidden_size"] ** 2 + 2 * s["hidden_size"] * s["hidden_size"] // s["num_attention_heads"] * \
+        s["num_key_value_heads"] + 3 * s["hidden_size"] * s["intermediate_size"]
+    assert 100e6 < layer * s["num_hidden_layers"] < 500e6  # the body alone, before the embeddings

@@ -127,3 +127,83 @@ def test_catalog_load_errors(tmp_path):
     (tmp_path / "items.json").write_text("{not json")
     with pytest.raises(PresalesError, match="corrupt item catalog"):
         Catalog.load(tmp_path / "items.json")
+
+
+# ------------------------------------------------------------------------------------ FAISS on the GPU
+class FakeGpuIndex:
+    """Stands for what faiss.index_cpu_to_gpu returns: a copy of the CPU index that takes no search
+    parameters (FAISS's GPU indexes take no ID selectors); it counts its searches."""
+
+    def __init__(self, cpu_index):
+        import faiss
+
+        self.inner = faiss.clone_index(cpu_index)
+        self.searches = 0
+        self.nprobe = None
+
+    def search(self, q, k, **kwargs):
+        assert not kwargs, "a GPU index takes no search parameters"
+        self.searches += 1
+        if self.nprobe is not None:
+            self.inner.nprobe = self.nprobe
+        return self.inner.search(q, k)
+
+
+@pytest.fixture()
+def fake_gpu(monkeypatch):
+    import faiss
+
+    made = []
+
+    def to_gpu(resources, device, index):
+        assert device == 0 and resources == "resources"
+        made.append(FakeGpuIndex(index))
+        return made[-1]
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "resources", raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    return made
+
+
+def test_cpu_is_chosen_without_a_gpu_build(vectors):
+    import faiss
+
+    from crs.index import gpu_count, pick_index_device
+
+    emb, bias, _ = vectors
+    assert faiss.get_num_gpus() == 0 and gpu_count() == 0  # this machine: faiss-cpu
+    assert ItemIndex(emb, bias).device == "cpu" and ItemIndex(emb, bias).gpu_index is None
+    assert pick_index_device("auto", "flat") == "cpu"
+    with pytest.raises(ValueError, match="sees no GPU"):
+        ItemIndex(emb, bias, device="gpu")
+    with pytest.raises(ValueError, match="must be one of"):
+        pick_index_device("cuda", "flat")
+
+
+def test_gpu_is_chosen_when_faiss_sees_one_with_the_same_results(vectors, fake_gpu):
+    from crs.index import pick_index_device
+
+    emb, bias, queries = vectors
+    assert [pick_index_device(d, k) for d, k in (("auto", "flat"), ("auto", "ivf"), ("auto", "hnsw"),
+                                                 ("cpu", "flat"), ("gpu", "ivf"))] == ["gpu", "gpu", "cpu", "cpu", "gpu"]
+    with pytest.raises(ValueError, match="no GPU HNSW"):
+        pick_index_device("gpu", "hnsw")
+    cpu = ItemIndex(emb, bias, device="cpu")
+    gpu = ItemIndex(emb, bias)  # auto
+    assert gpu.device == "gpu" and len(fake_gpu) == 1
+    exclude = [list(cpu.search(queries[j:j + 1], 7)[0][0][::2]) for j in range(len(queries))]  # some of each top 7
+    for kwargs in ({}, {"exclude": exclude}, {"exclude": exclude, "extra": [{5: 3.0, 7: -1.0}] * len(queries)}):
+        rows, scores = gpu.search(queries, 20, **kwargs)
+        ref_rows, ref_scores = cpu.search(queries, 20, **kwargs)
+        assert (rows == ref_rows).all(), kwargs
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+        if "exclude" in kwargs:
+            assert not any(set(r) & set(e) for r, e in zip(rows.tolist(), exclude))
+    assert fake_gpu[0].searches == 3  # every whole-catalog search went to the GPU copy, batched
+    ivf = ItemIndex(emb, bias, kind="ivf", nlist=16, nprobe=4)
+    assert ivf.device == "gpu" and fake_gpu[-1].nprobe == 4  # the GPU copy searches as many cells
+    cpu_ivf = ItemIndex(emb, bias, kind="ivf", nlist=16, nprobe=4, device="cpu")
+    assert (ivf.search(queries, 10)[0] == cpu_ivf.search(queries, 10)[0]).all()
+    hnsw = ItemIndex(emb, bias, kind="hnsw")
+    assert hnsw.device == "cpu" and hnsw.gpu_index is None

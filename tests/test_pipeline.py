@@ -43,4 +43,4 @@ def test_run_default_tiny_end_to_end(tmp_path):
 def test_unknown_profile_is_refused(tmp_path):
     env = {**os.environ, "PROFILE": "huge", "SKIP_SETUP": "1", "OUT": str(tmp_path / "r")}
     done = subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 2 and "PROFILE must be default or tiny" in done.stderr
+    assert done.returncode == 2 and "PROFILE must be default, tiny or gpu" in done.stderr

@@ -193,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
     if not 0 <= args.decide_share <= 1:
         raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
+    from training.distributed import launched
+
+    if launched():
+        raise PresalesError("train controller runs in one process (seconds to minutes); start it without torchrun")
     return train_controller(args)
 
 

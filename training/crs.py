@@ -35,6 +35,7 @@ from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions,
 from crs.heads import KeySpace
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
+from training import distributed
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
 from uneed.errors import ModelLoadError, PresalesError
@@ -89,6 +90,8 @@ class CRSTrainArgs:
     behaviour_encoder: str | None = field(default=None, metadata={"help": "attention | gru | mean | none"})
     item_init: str | None = field(default=None, metadata={"help": "svd | random"})
     index: str | None = field(default=None, metadata={"help": "FAISS index at inference: flat | ivf | hnsw"})
+    index_device: str | None = field(default=None, metadata={"help": "where FAISS searches: auto (the GPU when "
+                                                                     "faiss-gpu sees one) | cpu | gpu"})
     # every other field of the model (crs.config.CRSConfig), so each ablation runs from a config file or flags
     attention_heads: int | None = field(default=None, metadata={"help": "override the preset's attention heads"})
     ffn_dim: int | None = field(default=None, metadata={"help": "override the preset's feed-forward size"})
@@ -119,6 +122,8 @@ class CRSTrainArgs:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
+    max_minutes: float = field(default=0.0, metadata={"help": "start no epoch that would end after this many minutes "
+                                                              "of training (judged by the last epoch; 0: no limit)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run at --out (kept until the new "
                                                              "one has finished)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap train samples per task (smoke runs)"})
@@ -146,6 +151,17 @@ def loss_name(model: UnifiedCRS, task: str) -> str:
     if task in model.heads:
         return "extract" if task == "understand" else "classify"
     return "generate"
+
+
+def loss_count(kind: str, feats: list[Features]) -> int:
+    """What a batch's loss (of `loss_name` kind) is the mean over, so that data-parallel shards weigh as one
+    batch: the target tokens of the decoder (L_theta), the tagged tokens of the extraction head (its
+    valueless-key term averages over keys: nearly, not exactly), else the samples."""
+    if kind == "generate":
+        return sum(len(f.labels or ()) for f in feats)
+    if kind == "extract":
+        return sum(sum(label != -100 for label in (f.tag_labels or ())) for f in feats)
+    return len(feats)
 
 
 def model_config(args: CRSTrainArgs) -> CRSConfig:
@@ -309,7 +325,7 @@ class Trainer:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        log.info("resuming after epoch %d (best valid_score %.4f at epoch %s)", state["epoch"], self.best_score,
+        log.info("resuming after epoch %d (best valid_score %.4f at epoch %s)", int(state["epoch"]) + 1, self.best_score,
                  self.best_epoch)
         return int(state["epoch"]) + 1
 
@@ -324,10 +340,12 @@ class Trainer:
         rng.shuffle(plan)
         self.model.train()
         sums: dict[str, list] = {}
-        bar = progress_bar(plan, enabled=args.progress, desc=f"epoch {epoch + 1} (stage {stage})", leave=False,
-                           dynamic_ncols=True)
+        dist = distributed.current()
+        bar = progress_bar(plan, enabled=args.progress and dist.is_main, desc=f"epoch {epoch + 1} (stage {stage})",
+                           leave=False, dynamic_ncols=True)
         for chunk in bar:
-            batch = collate(chunk, self.encoder.pad, self.device)
+            part, real = dist.shard(chunk)  # this process's share of the global batch (all of it in one)
+            batch = collate(part, self.encoder.pad, self.device)
             with autocast(self.device):
                 task = chunk[0].task
                 if task == "recommend":
@@ -336,12 +354,14 @@ class Trainer:
                     loss = self.model.task_loss(task, batch)
                 kind = loss_name(self.model, task)
             self.opt.zero_grad(set_to_none=True)
+            loss, value, _ = dist.scale(loss, loss_count(kind, part) if real else 0)  # value: the global batch's
             loss.backward()
+            dist.sync_grads(self.model.parameters())
             if args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
             self.opt.step()
             self.sched.step()
-            value = float(loss.detach())
+            value = float(value)
             if not math.isfinite(value):
                 raise PresalesError(f"training diverged (loss {value}) at epoch {epoch + 1}; lower --lr")
             acc = sums.setdefault(kind, [0.0, 0])
@@ -408,6 +428,8 @@ class Trainer:
             self.build_model()  # into a fresh staging directory: nothing of an older run is kept
         self.run.save_config(args)
         self.model.to(self.device)
+        dist = distributed.current()
+        dist.broadcast_parameters(self.model)
         self.features()
         total_epochs = args.rec_epochs + args.epochs
         steps = sum(count_batches(self.train_feats, args, stage_tasks(self.model, 1 if e < args.rec_epochs else 2))
@@ -418,7 +440,13 @@ class Trainer:
             self.sched.load_state_dict(self._pending_state["scheduler"])
         if start >= total_epochs:
             log.info("all %d epochs already done", total_epochs)
+        t_fit = time.time()
         for epoch in range(start, total_epochs):
+            last = time.time() - t0 if epoch > start else 0.0  # the last epoch, its validation and saving included
+            if args.max_minutes and epoch > start and dist.any_true(time.time() - t_fit + last > args.max_minutes * 60):
+                log.warning("--max-minutes %.1f: stopping before epoch %d of %d (resume with --resume)",
+                            args.max_minutes, epoch + 1, total_epochs)
+                break
             stage = 1 if epoch < args.rec_epochs else 2
             if stage == 2 and epoch == args.rec_epochs:
                 self.best_score, self.best_epoch = -1.0, None  # stage-1 models cannot generate yet
@@ -426,6 +454,8 @@ class Trainer:
             rng = random.Random(args.seed * 1000 + epoch)
             row = {"epoch": epoch + 1, "stage": stage}
             row.update(self.train_epoch(epoch, stage, rng))
+            if not dist.is_main:  # rank 0 validates, logs and saves; the others go on to the next epoch
+                continue
             row.update(self.validate(stage))
             row["seconds"] = round(time.time() - t0, 1)
             keep_best = stage == 2 or args.epochs == 0
@@ -441,6 +471,8 @@ class Trainer:
                      ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                                if k not in ("epoch", "stage")))
             self.save_checkpoint(epoch)
+        if not dist.is_main:
+            return
         if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
             self.save_model(self.run.best)
         self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
@@ -482,8 +514,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.context not in CONTEXTS:
             raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
         t0 = time.time()
+        dist = distributed.setup(args.device)  # one process, or data-parallel under torchrun
         trainer = Trainer(args)
         trainer.fit()
+        dist.close()  # rank 0 predicts alone
+        if not dist.is_main:
+            return 0
         results = trainer.predict_and_score()
         trainer.run.commit()
         log.info("test: %s", results.get("test_headline", {}))

@@ -37,6 +37,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from training import distributed
 from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -203,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
+    dist = distributed.setup(args.device)  # one process, or data-parallel under torchrun
     device = pick_device(args.device)
     use_bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
     run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
@@ -256,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = get_peft_model(model, lora)
     run.save_config(args)
     model.to(device)
+    dist.broadcast_parameters(model)
     model.train()
     log.info("LoRA: %.3fM trainable of %.2fM parameters; device %s%s", count_parameters(model, True) / 1e6,
              count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
@@ -275,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         prompt=settings.to_dict(), crs_assisted=crs_all is not None, tasks=list(args.tasks))
 
     def save_adapter(target: Path, resume_at: tuple[int, int] | None = None) -> None:
+        if not dist.is_main:
+            return
         tmp = staging_dir(target)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -286,13 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def batch_loss(batch: list[int]) -> tuple[torch.Tensor, int]:
         t = collate_batch(train_ex, batch, pad_id, device)
         with autocast(device, use_bf16):
-            loss, _ = answer_loss(model, t, keep_logits)
-        return loss, int(t["attention_mask"].sum())
+            loss, n = answer_loss(model, t, keep_logits)
+        return loss, int(t["attention_mask"].sum()), n  # the loss is the mean over the n answer tokens
 
     val_gen = spread(splits["valid"], args.val_generate)
 
     def end_epoch(ep: Epoch) -> None:
         nonlocal best
+        if not dist.is_main:  # rank 0 validates, logs and saves; the others wait in the next step
+            return
         dt = ep.seconds()
         valid_loss = examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device, use_bf16, keep_logits)
         row = dict(epoch=ep.index + 1, step=loop.global_step, train_loss=ep.train_loss, valid_loss=valid_loss,
@@ -313,12 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_adapter(run.best)
         save_adapter(run.checkpoint, ep.resume_at)
 
-    if state is None:
+    if state is None and dist.is_main:
         run.log(epoch=0, step=0, valid_loss=examples_loss(model, valid_ex, args.eval_batch_size, pad_id, device,
                                                           use_bf16, keep_logits), event="start")
     loop.fit(args.epochs, lambda epoch: length_batches(lengths, args.batch_size, args.seed + epoch), batch_loss,
              end_epoch, on_save=lambda epoch, batch: save_adapter(run.checkpoint, (epoch, batch)))
     train_minutes = loop.elapsed() / 60
+    if not dist.is_main:  # rank 0 evaluates and predicts with the best adapter
+        dist.close()
+        return 0
+    dist.close()
     run.plot_curves(["train_loss", "valid_loss", "valid/understand/f1", "valid/elicit/f1",
                      "valid/recommend/accuracy", "valid/respond/bleu-1"])
 

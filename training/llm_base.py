@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from training import distributed
 from training.loop import Epoch, TrainLoop, cosine_schedule, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -44,7 +45,7 @@ class LLMBaseArgs:
     base_model: str | None = field(default=None, metadata={"help": "local HF causal-LM dir to continue instead of "
                                                                      "building the embedded model"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from --base-model (ChatGLM)"})
-    size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium"})
+    size: str = field(default="default", metadata={"help": "embedded model size: tiny, default, medium, large"})
     arch: str = field(default="qwen2", metadata={"help": "embedded architecture: qwen2 or llama"})
     # the size preset's fields, each settable on its own (None: the preset's value)
     hidden_size: int | None = None
@@ -131,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
+    dist = distributed.setup(args.device)  # one process, or data-parallel under torchrun
     device = pick_device(args.device)
     run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
     corpus = load_corpus(args.data, skip_invalid=args.skip_invalid)
@@ -152,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                    "max_position_embeddings")})
     run.save_config(args)
     model.to(device)
+    dist.broadcast_parameters(model)
     model.train()
     log.info("model: %.2fM parameters, vocabulary %d, device %s", count_parameters(model) / 1e6, len(tokenizer),
              device)
@@ -178,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      state=state)
 
     def checkpoint(epoch: int, batch: int) -> None:
+        if not dist.is_main:
+            return
         tmp = staging_dir(run.checkpoint)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -194,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return model(input_ids=x, labels=x).loss, x.numel()
 
     def end_epoch(ep: Epoch) -> None:
+        if not dist.is_main:  # rank 0 validates, logs and saves; the others wait in the next step
+            return
         valid_loss = block_loss(model, valid_blocks, args.batch_size, device, args.bf16)
         dt = ep.seconds()
         run.log(epoch=ep.index + 1, step=loop.global_step, train_loss=ep.train_loss, valid_loss=valid_loss,
@@ -202,10 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                  valid_loss, math.exp(min(valid_loss, 50)), ep.tokens / max(dt, 1e-9))
         checkpoint(*ep.resume_at)
 
-    if state is None:
+    if state is None and dist.is_main:
         run.log(epoch=0, valid_loss=block_loss(model, valid_blocks, args.batch_size, device, args.bf16),
                 step=0, event="start")
     loop.fit(args.epochs, batches, batch_loss, end_epoch, on_save=checkpoint)
+    if not dist.is_main:
+        dist.close()
+        return 0
 
     final = run.path / "model"
     tmp = staging_dir(final)
@@ -220,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "minutes": loop.elapsed() / 60, "model_dir": str((Path(args.out) / "model").resolve())}
     run.write_json("summary.json", summary)
     run.commit()
+    dist.close()
     log.info("saved the base model to %s (%.1f min)", summary["model_dir"], summary["minutes"])
     return 0
 

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from training.distributed import current
 from training.runtime import RunDir
 from uneed.logs import progress_bar
 
@@ -116,6 +117,7 @@ class TrainLoop:
         self.first_loss: float | None = None  # of the first batch this process trains
         self.stopped = False
         self.t0 = time.time()
+        self._tokens_since_log, self._log_t0 = 0, self.t0  # tokens/s of each logged stretch of steps
 
     def elapsed(self) -> float:
         """Training seconds so far, the runs before a resume included."""
@@ -132,22 +134,35 @@ class TrainLoop:
             on_save: Callable[[int, int], None] | None = None) -> bool:
         """Train up to `epochs`; True when max_minutes or max_steps stopped it early.
 
-        batches(epoch): the epoch's batches of example indices, the same each time it is asked (a resumed
-        epoch skips the batches done); batch_loss(indices): (loss, tokens); on_save(epoch, batch): every
-        save_steps optimizer steps; on_epoch(Epoch): after each epoch (validation, log, checkpoint)."""
+        batches(epoch): the epoch's (global) batches of example indices, the same each time it is asked (a
+        resumed epoch skips the batches done) and in every process; batch_loss(indices): (loss, tokens) or
+        (loss, tokens, n), the loss a mean over n items (default: len(indices)); on_save(epoch, batch): every
+        save_steps optimizer steps; on_epoch(Epoch): after each epoch (validation, log, checkpoint).
+
+        Data-parallel (training.distributed, under torchrun): each process trains on its share of each
+        batch and the gradients are summed before the step, so the steps, the losses in `Epoch` (the
+        global batches') and the stops are those of one process; the callbacks run in every process
+        (they write through RunDir, whose writes only rank 0 makes)."""
         budget = self.max_minutes * 60 if self.max_minutes else float("inf")
+        dist = current()
         for epoch in range(self.start_epoch, epochs):
             order = batches(epoch)
             skip = self.start_batch if epoch == self.start_epoch else 0
             ep = Epoch(epoch)
+            self._tokens_since_log, self._log_t0 = 0, time.time()  # a stretch never spans the validation between epochs
             bar = progress_bar(total=len(order), initial=skip, desc=f"{self.name} epoch {epoch + 1}/{epochs}",
-                               enabled=self.progress, dynamic_ncols=True)
+                               enabled=self.progress and dist.is_main, dynamic_ncols=True)
             for b in range(skip, len(order)):
-                loss, tokens = batch_loss(order[b])
+                batch, real = dist.shard(order[b])  # this process's share of the global batch (all of it in one)
+                loss, tokens, *weight = batch_loss(batch)
+                n = (weight[0] if weight else len(batch)) if real else 0
+                loss, value, tokens = dist.scale(loss, n, tokens if real else 0)  # the global batch's loss
                 (loss / self.grad_accum).backward()
+                tokens = int(tokens)
+                self._tokens_since_log += tokens
                 if (b + 1) % self.grad_accum == 0 or b + 1 == len(order):
-                    self._step(loss, epoch, b + 1, on_save)
-                value = loss.item()
+                    self._step(value, epoch, b + 1, on_save)
+                value = value.item()
                 self.first_loss = value if self.first_loss is None else self.first_loss
                 ep.losses.append(value)
                 ep.tokens += tokens
@@ -156,7 +171,7 @@ class TrainLoop:
                 if self.max_steps and self.global_step >= self.max_steps:
                     self.stopped = True
                     break
-                if self.elapsed() > budget:
+                if budget != float("inf") and dist.any_true(self.elapsed() > budget):  # every process stops here
                     self.log.warning("--max-minutes %.1f reached at epoch %d, batch %d/%d: stopping",
                                      self.max_minutes, epoch + 1, b + 1, len(order))
                     self.stopped = True
@@ -170,12 +185,16 @@ class TrainLoop:
         return self.stopped
 
     def _step(self, loss: torch.Tensor, epoch: int, batch: int, on_save) -> None:
+        current().sync_grads(self.params)  # data-parallel: the gradient of the whole global batch
         torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
         if self.run is not None and self.log_steps and self.global_step % self.log_steps == 0:
-            self.run.log(step=self.global_step, train_loss_step=loss.item(), lr=self.scheduler.get_last_lr()[0])
+            now = time.time()
+            self.run.log(step=self.global_step, train_loss_step=loss.item(), lr=self.scheduler.get_last_lr()[0],
+                         tokens=self._tokens_since_log, tokens_per_s=self._tokens_since_log / max(now - self._log_t0, 1e-9))
+            self._tokens_since_log, self._log_t0 = 0, now
         if on_save is not None and self.save_steps and self.global_step % self.save_steps == 0:
             on_save(epoch, batch)

@@ -43,21 +43,28 @@ def set_seed(seed: int) -> None:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    """The device of this process: CUDA when there is a GPU (under torchrun, the GPU LOCAL_RANK)."""
+    from training.distributed import current
+
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but no CUDA GPU is visible")
+    if device.type == "cuda" and device.index is None and current().enabled:
+        device = torch.device("cuda", current().local_rank)
     return device
 
 
 class RunDir:
     """A run's directory. It is made by the first write, so a run that fails on its inputs leaves nothing."""
 
-    def __init__(self, path: str | os.PathLike, final: str | os.PathLike | None = None, lock: Any = None):
+    def __init__(self, path: str | os.PathLike, final: str | os.PathLike | None = None, lock: Any = None,
+                 writer: bool = True):
         self.path = Path(path)
         self.final = Path(final) if final is not None else self.path  # where commit() puts a staged run
         self._lock = lock
+        self.writer = writer  # False in the processes other than rank 0 of a data-parallel run: they write nothing
 
     @classmethod
     def staged(cls, out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> "RunDir":
@@ -66,9 +73,29 @@ class RunDir:
         Refused (PresalesError) when OUT already holds a run and neither `overwrite` nor `resume` is
         given, or when another training holds OUT. `resume` continues an interrupted staging
         directory, else a copy of the finished run at OUT."""
+        from training.distributed import current
         from uneed.errors import PresalesError
 
+        dist = current()
         final = Path(out)
+        if dist.enabled:  # rank 0 prepares the staging directory, then the others read from it (--resume)
+            error = None
+            if dist.is_main:
+                try:
+                    run = cls._staged(final, overwrite, resume)
+                except PresalesError as exc:
+                    error = exc
+            if dist.any_true(error is not None):
+                raise error or PresalesError(f"rank 0 could not prepare {final}; see its error")
+            if dist.is_main:
+                return run
+            return cls(final.with_name(f".{final.name}.staging"), final, None, writer=False)
+        return cls._staged(final, overwrite, resume)
+
+    @classmethod
+    def _staged(cls, final: Path, overwrite: bool, resume: bool) -> "RunDir":
+        from uneed.errors import PresalesError
+
         if final.exists() and not final.is_dir():
             raise PresalesError(f"--out {final} is a file, not a run directory")
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +125,7 @@ class RunDir:
 
     def commit(self) -> Path:
         """Swap the finished staging directory in as the run (the old run goes only once the new one is there)."""
-        if self.path != self.final and self.path.is_dir():  # a run that wrote nothing replaces nothing
+        if self.writer and self.path != self.final and self.path.is_dir():  # a run that wrote nothing replaces nothing
             replace_dir(self.path, self.final)
             self.path = self.final
         self.release()
@@ -123,9 +150,13 @@ class RunDir:
         return self.path / "best"
 
     def save_config(self, args: Any) -> None:
+        if not self.writer:
+            return
         save_yaml(args, self._made() / "config.yaml")
 
     def log(self, **row: Any) -> None:
+        if not self.writer:
+            return
         row.setdefault("time", time.time())
         with (self._made() / "log.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -137,6 +168,8 @@ class RunDir:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def write_json(self, name: str, data: Any) -> Path:
+        if not self.writer:
+            return self.path / name
         path = self._made() / name
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -145,6 +178,8 @@ class RunDir:
 
     def plot_curves(self, keys: list[str], name: str = "curves.png") -> Path | None:
         """Plot logged values by epoch, one panel per key; returns the file or None when nothing was logged."""
+        if not self.writer:
+            return None
         rows = [r for r in self.read_log() if "epoch" in r]
         keys = [k for k in keys if any(k in r for r in rows)]
         if not keys:

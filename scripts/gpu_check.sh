@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The one-shot check of issue 13 on a GPU machine: the tiny pipeline, the throughput bench (the training code's
+# tokens/s beside a bare torch loop of the same model, as a ratio), real checkpoint shapes at full size (a
+# BART-base-Chinese and a Qwen2.5-0.5B shape, random weights, trained and answering through --base-model) and
+# PROFILE=gpu, each under its own time limit, writing its figures under $OUT (default runs/gpu_check).
+# Run in the project's root:
+#   bash scripts/gpu_check.sh                      # all four steps
+#   STEPS="bench gpu" GPU_S=900 bash scripts/gpu_check.sh
+# On the lent GPU machine (../shared/gpu/README.md): prepare .whl here, then one device command carrying .whl:
+#   source .whl/device-setup.sh && bash scripts/gpu_check.sh
+# BENCH_PROFILE=tiny and SHAPES_SIZE=tiny run those steps at test size (they prove the script on a CPU machine).
+# Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), TINY_S, BENCH_S, SHAPES_S, GPU_S;
+# the defaults add up to under 10 minutes, one device command, so PROFILE=gpu (planned for 20 minutes) gets only
+# GPU_S: give it its own command (STEPS=gpu GPU_S=590) to see it further. A step that times out leaves its
+# partial figures and the summary says so (rc 124). PROFILE=gpu resumes its finished steps when run again on
+# the same machine. On the lent machine $OUT is the folder that comes back.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_check}
+STEPS=${STEPS:-"tiny bench shapes gpu"}
+SYNTH_S=${SYNTH_S:-90}
+TINY_S=${TINY_S:-100}
+BENCH_S=${BENCH_S:-130}
+SHAPES_S=${SHAPES_S:-150}
+GPU_S=${GPU_S:-100}
+BENCH_STEPS=${BENCH_STEPS:-30}
+BENCH_PROFILE=${BENCH_PROFILE:-gpu}  # tiny: the same bench at test size (any machine)
+SHAPES_SIZE=${SHAPES_SIZE:-base}     # tiny: the same shapes at test size
+DATA=${DATA:-data/full}
+RUNS=${RUNS:-runs/gpu_check_runs}  # model runs stay here (too large to bring back); figures are copied to $OUT
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT" "$RUNS"
+SUMMARY="$OUT/summary.tsv"
+printf 'step\trc\tseconds\n' > "$SUMMARY"
+
+run_step() {  # name limit command...: run under `timeout`, log to $OUT/name.log, record rc and seconds
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s) ==="
+  timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$SUMMARY"
+  tail -n 5 "$OUT/$name.log"
+  return 0
+}
+
+copy_figures() {  # run-dir name: the small files that hold its figures, of the run and of each run inside it
+  local src=$1 dst
+  [ -d "$src" ] || return 0
+  dst=$(mkdir -p "$OUT/$2" && cd "$OUT/$2" && pwd)
+  (cd "$src" && find . -maxdepth 2 -type f \( -name '*.json' -o -name 'log.jsonl' -o -name 'tables.md' \
+      -o -name '*.png' -o -name 'config.yaml' \) -not -name 'predictions_*' -not -name 'item_*.json' \
+      -not -path './best/*' -not -path './checkpoint/*' -not -path './adapter/*' -not -path './merged/*' \
+      -not -path './model/*' -size -2M -print0 | xargs -0 -r cp --parents -t "$dst")
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
+'transformers', transformers.__version__, 'peft', peft.__version__)"
+  python3 -c "import faiss; print('faiss', faiss.__version__, 'gpus', faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0)"
+  nproc; } > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+for step in $STEPS; do
+  case "$step" in
+    tiny)
+      run_step tiny "$TINY_S" env PROFILE=tiny SKIP_SETUP=1 OUT="$RUNS/tiny" EPISODES=4 bash scripts/run_default.sh
+      copy_figures "$RUNS/tiny" tiny ;;
+    bench)
+      [ "$BENCH_PROFILE" != gpu ] || [ -f "$DATA/test_dialogue.json" ] \
+          || run_step synth "$SYNTH_S" presales data synth --out "$DATA" --scale full --seed 0
+      run_step bench "$BENCH_S" python3 bench/bench_gpu_throughput.py --profile "$BENCH_PROFILE" \
+          $([ "$BENCH_PROFILE" = gpu ] && echo --data "$DATA") \
+          --steps "$BENCH_STEPS" --out "$OUT/bench_gpu.json" ;;
+    shapes)
+      [ -f "$RUNS/data_tiny/test_dialogue.json" ] || presales data synth --out "$RUNS/data_tiny" --scale tiny --seed 0 \
+          > /dev/null
+      run_step shapes "$SHAPES_S" python3 bench/bench_checkpoint_shapes.py --size "$SHAPES_SIZE" --data "$RUNS/data_tiny" \
+          --out "$RUNS/shapes" --steps 20
+      cp "$RUNS/shapes/shapes.json" "$OUT/shapes.json" 2>/dev/null
+      for r in crs llm-base llm; do copy_figures "$RUNS/shapes/$r" "shapes/$r"; done ;;
+    gpu)
+      [ -f "$DATA/test_dialogue.json" ] || run_step synth "$SYNTH_S" presales data synth --out "$DATA" --scale full --seed 0
+      run_step gpu "$GPU_S" env PROFILE=gpu SKIP_SETUP=1 OUT="$RUNS/gpu" DATA="$DATA" bash scripts/run_default.sh
+      copy_figures "$RUNS/gpu" gpu ;;
+    *) echo "error: unknown step '$step' (tiny, bench, shapes, gpu)" >&2; exit 2 ;;
+  esac
+done
+echo; cat "$SUMMARY"
