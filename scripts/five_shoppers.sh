@@ -16,7 +16,8 @@ SHOPPERS=(
   "大家电行业|想买个热水器，不要智能的|800左右|家里爸妈用|好的，就这款吧"
 )
 TMP=$(mktemp "${OUT}.XXXXXX")  # written whole, then moved: a failure leaves the old file
-trap 'rm -f "$TMP"' EXIT
+WORK=$(mktemp -d)              # the threads database of these conversations, and the models' log lines
+trap 'rm -f "$TMP"; rm -rf "$WORK"' EXIT
 {
   echo "# Five scripted shoppers through both graphs"
   echo
@@ -30,12 +31,10 @@ trap 'rm -f "$TMP"' EXIT
       echo
       echo '```'
       tr '|' '\n' <<< "$messages" | presales chat --graph "$graph" --run "$RUN" --category "$category" \
-          --db "$(dirname "$TMP")/.shoppers-$$.sqlite" 2>&1
+          --db "$WORK/threads.sqlite" 2>> "$WORK/log" || { cat "$WORK/log" >&2; exit 1; }
       echo '```'
     done
   done
 } > "$TMP"
-rm -rf "$(dirname "$TMP")/.shoppers-$$.sqlite"*
 mv "$TMP" "$OUT"
-trap - EXIT
 echo "wrote $OUT"
