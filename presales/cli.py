@@ -122,7 +122,8 @@ def data_baselines(
     directory: Path = typer.Argument(..., help="A directory in the U-NEED release format."),
     split: str = typer.Option("test", help="Split to score: train | valid | test."),
 ) -> None:
-    """Train-set lexicon matcher, majority elicitor and popularity recommender on SPLIT."""
+    """Train-set lexicon matcher, majority elicitor and popularity recommender on SPLIT, and the gold-needs
+    reference rule (recommend_gold_needs: how much the annotated needs decide the item)."""
     from uneed.baselines import evaluate_baselines
     from uneed.corpus import load_corpus
 
