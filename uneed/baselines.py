@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 from .corpus import Corpus
 from .metrics import evaluate, rank_of
 from .needs import match_features
+from .replies import item_values
 from .tasks.samples import TaskSample, build_samples
 from .tasks.text import split_tag
 
@@ -96,9 +97,7 @@ class GoldNeedsRule:
         browsed = set(sample.behaviours)
 
         def score(item_id: str) -> tuple:
-            item = self.items.get(item_id)
-            values = [v for vs in item.knowledge.values() for v in vs] if item else []
-            exact, contained, share, _ = match_features(sample.needs, values)
+            exact, contained, share, _ = match_features(sample.needs, item_values(self.items.get(item_id)))
             return (-(exact + contained + 0.5 * share), -(item_id in browsed), -self.popularity.counts[item_id], item_id)
 
         return sorted(sample.candidates, key=score)
