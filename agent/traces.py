@@ -7,8 +7,9 @@ Each user block (consecutive user turns, one message) is answered the way the st
                                                → Tool: the attribute and the values the staff listed
                                                → AI: the staff question
     staff recommended (系统推荐)             → AI: recommend_items(k=3) → Tool: the gold item first
-                                               → AI: lookup_item(item_id=gold) → Tool: its knowledge
-                                               → AI: the staff explanation (or recommendation text)
+                                               → AI: lookup_item(rank=1) → Tool: its knowledge
+                                               → AI: the staff explanation (or recommendation text;
+                                                     none when the staff sent the link alone)
     anything else                            → AI: the staff text
 
 Every AI message is one fine-tuning target, its prompt the messages before it exactly as
@@ -107,13 +108,17 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             ranked = [gold] + rng.sample(others, min(2, len(others)))
             answer(call, format_ranking(ranked, items))
             n += 1
-            call = _call("lookup_item", {"item_id": gold}, n)
+            call = _call("lookup_item", {"rank": 1}, n)  # the gold item heads the ranking above
             yield emit(AIMessage("", tool_calls=[call]), "lookup")
             answer(call, f"{gold}：{items[gold].text() if gold in items else '暂无商品信息'}")
             explain = [t.send_content for t in staff if t.act_tag == STAFF_EXPLAIN and not t.attributes]
             said = [t.send_content for t in recs if t.send_content.strip() != LINK_ONLY]
-            reply = (explain[-1:] or said[:1] or [DEFAULT_RECOMMEND_REPLY])[0]
-            yield emit(AIMessage(reply), "reply", decision=RECOMMEND)
+            reply = (explain[-1:] or said[:1] or [""])[0]
+            if reply:
+                yield emit(AIMessage(reply), "reply", decision=RECOMMEND)
+            else:  # the staff sent the link alone: no reply target (one stock sentence as a quarter of all
+                # reply targets made the controller answer everything with it); the context keeps one
+                reply = DEFAULT_RECOMMEND_REPLY
             state = apply_update(state, {"messages": [AIMessage(reply)], "recommended": [gold],
                                          "transcript": [turn_record(STAFF, reply, STAFF_RECOMMEND, items=[gold])]})
         elif asks:

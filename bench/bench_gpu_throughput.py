@@ -82,7 +82,23 @@ def warm_rate(run: Path, warmup: int) -> tuple[float, int]:
     return sum(r["tokens"] for r in steps) / sum(r["tokens"] / r["tokens_per_s"] for r in steps), len(steps)
 
 
-def bench_crs(data: Path, config: Path, samples: int, device: str, out: Path) -> dict:
+def profile_epoch(trainer, epoch: int, path: Path) -> None:
+    """One more CRS epoch under torch.profiler: the ops that take the most time, on the host and on the
+    device, written to `path` (what the GPU waits on, when the ratio is low)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        trainer.train_epoch(epoch, 2, random.Random(epoch))
+        sync(trainer.device)
+    table = prof.key_averages()
+    parts = [table.table(sort_by="self_cpu_time_total", row_limit=25)]
+    if trainer.device.type == "cuda":
+        parts.append(table.table(sort_by="self_cuda_time_total", row_limit=25))
+    path.write_text("\n\n".join(parts), encoding="utf-8")
+
+
+def bench_crs(data: Path, config: Path, samples: int, device: str, out: Path, trace: Path | None = None) -> dict:
     from training.crs import CRSTrainArgs, Trainer, count_batches, stage_tasks
     from training.runtime import set_seed
     from uneed.arguments import parse_args
@@ -108,6 +124,8 @@ def bench_crs(data: Path, config: Path, samples: int, device: str, out: Path) ->
         trainer.train_epoch(epoch, 2, random.Random(args.seed * 1000 + epoch))
         sync(trainer.device)
         times.append(time.perf_counter() - t0)
+    if trace is not None:
+        profile_epoch(trainer, 2, trace)
     trainer.run.release()
     gen = [f for f in feats if f.task != "recommend" and f.labels]
     src = max(2, round(sum(len(f.input_ids) for f in feats) / len(feats)))
@@ -216,6 +234,7 @@ def main(argv=None) -> int:
                                                            "about this many batches")
     ap.add_argument("--only", nargs="*", default=["crs", "llm-base", "llm"], help="which trainings to measure")
     ap.add_argument("--out", default=None, help="JSON file of the figures")
+    ap.add_argument("--trace", default=None, help="text file: the top ops of one more CRS epoch under torch.profiler")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     import llm  # noqa: F401  (warning filters)
@@ -244,7 +263,7 @@ def main(argv=None) -> int:
                                              str(configs / f"crs{suffix if suffix else '_default'}.yaml")], prog="x")
         per_task = max(1, math.ceil(args.steps * crs_args.batch_size / 4))
         results["crs"] = bench_crs(data, configs / f"crs{suffix if suffix else '_default'}.yaml", per_task,
-                                   args.device, work / "crs")
+                                   args.device, work / "crs", Path(args.trace) if args.trace else None)
     base = None
     if "llm-base" in args.only or "llm" in args.only:
         results["llm-base"], base = bench_llm_base(data, configs / f"llm_base{suffix}.yaml", args.steps, args.device,

@@ -200,11 +200,14 @@ def encode_example(prompt: str, output: str, tokenizer, max_output_tokens: int) 
     return {"input_ids": prompt_ids + out_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + out_ids}
 
 
-def collate(examples: Sequence[Mapping[str, list[int]]], pad_id: int):
-    """Right-padded tensors (training): input_ids, attention_mask, labels (-100 on padding)."""
+def collate(examples: Sequence[Mapping[str, list[int]]], pad_id: int, multiple: int = 1):
+    """Right-padded tensors (training): input_ids, attention_mask, labels (-100 on padding); the width is
+    rounded up to `multiple` (uneed.device.pad_multiple: a few shapes on a GPU)."""
     import torch
 
-    width = max(len(e["input_ids"]) for e in examples)
+    from uneed.device import round_up
+
+    width = round_up(max(len(e["input_ids"]) for e in examples), multiple)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)

@@ -6,8 +6,10 @@
 # Run in the project's root:
 #   bash scripts/gpu_check.sh                      # all four steps
 #   STEPS="bench gpu" GPU_S=900 bash scripts/gpu_check.sh
-# On the lent GPU machine (../shared/gpu/README.md): prepare .whl here, then one device command carrying .whl:
-#   source .whl/device-setup.sh && bash scripts/gpu_check.sh
+# On the lent GPU machine (../shared/gpu/README.md): `bash scripts/gpu_prepare.sh` here (the wheels into .whl),
+# then one device command carrying .whl:
+#   D=$OUT; source .whl/device-setup.sh && OUT=/tmp/gc PACK=$D/gpu_check.tgz bash scripts/gpu_check.sh
+# (PACK: everything under OUT in one archive, since a device command brings back at most 8 files.)
 # BENCH_PROFILE=tiny and SHAPES_SIZE=tiny run those steps at test size (they prove the script on a CPU machine).
 # Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), TINY_S, BENCH_S, SHAPES_S, GPU_S;
 # the defaults add up to under 10 minutes, one device command, so PROFILE=gpu (planned for 20 minutes) gets only
@@ -18,11 +20,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
 STEPS=${STEPS:-"tiny bench shapes gpu"}
-SYNTH_S=${SYNTH_S:-90}
-TINY_S=${TINY_S:-100}
-BENCH_S=${BENCH_S:-130}
-SHAPES_S=${SHAPES_S:-150}
-GPU_S=${GPU_S:-100}
+SYNTH_S=${SYNTH_S:-45}   # the full-size corpus: 14 s there
+TINY_S=${TINY_S:-200}   # on an H100: CRS to llm-crs in 93 s, each step a new process (CUDA start)
+BENCH_S=${BENCH_S:-170}  # 126 s there
+SHAPES_S=${SHAPES_S:-90}  # 56 s there
+GPU_S=${GPU_S:-30}
 BENCH_STEPS=${BENCH_STEPS:-30}
 BENCH_PROFILE=${BENCH_PROFILE:-gpu}  # tiny: the same bench at test size (any machine)
 SHAPES_SIZE=${SHAPES_SIZE:-base}     # tiny: the same shapes at test size
@@ -31,7 +33,7 @@ RUNS=${RUNS:-runs/gpu_check_runs}  # model runs stay here (too large to bring ba
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RUNS"
 SUMMARY="$OUT/summary.tsv"
-printf 'step\trc\tseconds\n' > "$SUMMARY"
+printf 'step\trc\tseconds\tended\n' > "$SUMMARY"
 
 run_step() {  # name limit command...: run under `timeout`, log to $OUT/name.log, record rc and seconds
   local name=$1 limit=$2; shift 2
@@ -39,7 +41,7 @@ run_step() {  # name limit command...: run under `timeout`, log to $OUT/name.log
   echo "=== $name (limit ${limit}s) ==="
   timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
-  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$SUMMARY"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$(date +%T)" | tee -a "$SUMMARY"
   tail -n 5 "$OUT/$name.log"
   return 0
 }
@@ -60,6 +62,12 @@ copy_figures() {  # run-dir name: the small files that hold its figures, of the 
   python3 -c "import faiss; print('faiss', faiss.__version__, 'gpus', faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0)"
   nproc; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
+# the GPU's utilisation and memory every 2 s through all steps (what a profile would ask first: is it busy?)
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 > "$OUT/gpu_util.csv" 2>&1 &
+  UTIL_PID=$!
+  trap 'kill $UTIL_PID 2>/dev/null' EXIT
+fi
 
 for step in $STEPS; do
   case "$step" in
@@ -71,7 +79,7 @@ for step in $STEPS; do
           || run_step synth "$SYNTH_S" presales data synth --out "$DATA" --scale full --seed 0
       run_step bench "$BENCH_S" python3 bench/bench_gpu_throughput.py --profile "$BENCH_PROFILE" \
           $([ "$BENCH_PROFILE" = gpu ] && echo --data "$DATA") \
-          --steps "$BENCH_STEPS" --out "$OUT/bench_gpu.json" ;;
+          --steps "$BENCH_STEPS" --out "$OUT/bench_gpu.json" --trace "$OUT/profile_crs.txt" ;;
     shapes)
       [ -f "$RUNS/data_tiny/test_dialogue.json" ] || presales data synth --out "$RUNS/data_tiny" --scale tiny --seed 0 \
           > /dev/null
@@ -87,3 +95,4 @@ for step in $STEPS; do
   esac
 done
 echo; cat "$SUMMARY"
+[ -z "${PACK:-}" ] || tar czf "$PACK" -C "$(dirname "$OUT")" "$(basename "$OUT")"

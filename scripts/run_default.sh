@@ -70,8 +70,11 @@ cat "$OUT/tables.md"
 # the agent measured as it runs (eval/replay.py, eval/simulate.py); a finished report is not made again
 EPISODES=${EPISODES:-$([ "$PROFILE" = tiny ] && echo 10 || echo 100)}
 step "replay of the test split through both graphs → $OUT/replay"
+# workers: batched model calls pay on the tiny models and on a GPU; on 2 cores the default models' long
+# prompts make one conversation at a time faster overall (README, replay speed)
+WORKERS=${WORKERS:-$([ "$PROFILE" = default ] && echo 1 || echo 16)}
 [ -f "$OUT/replay/replay.json" ] || presales replay --data "$DATA" --run "$OUT" --graph both --split test \
-    --out "$OUT/replay" --progress false
+    --out "$OUT/replay" --progress false --workers "$WORKERS"
 
 step "simulated shoppers, $EPISODES episodes per graph and reference policy → $OUT/simulate"
 [ -f "$OUT/simulate/simulate.json" ] || presales simulate --run "$OUT" --graph both --episodes "$EPISODES" \

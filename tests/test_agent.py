@@ -11,7 +11,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from agent.assistant import Assistant, memory_checkpointer
 from agent.policy import PolicyConfig
-from agent.traces import ASK, RECOMMEND, corpus_traces
+from agent.traces import ASK, DEFAULT_RECOMMEND_REPLY, RECOMMEND, corpus_traces
 from uneed.corpus import load_corpus
 from uneed.errors import PresalesError
 
@@ -274,6 +274,15 @@ def test_an_unknown_item_id_is_answered_with_the_latest_ranking(crs_tools, corpu
     with pytest.raises(ValueError, match=f"latest recommended ids: {known}"):
         tool.invoke({"name": tool.name, "args": {"item_id": "6437243724373", "state": state}, "id": "l2",
                      "type": "tool_call"})
+    # by its position in the latest ranking (what the controller is trained to write)
+    second = list(corpus.items)[1]
+    state = {"candidates": [known, second]}
+    by_rank = tool.invoke({"name": tool.name, "args": {"rank": 2, "state": state}, "id": "l3", "type": "tool_call"})
+    assert by_rank.content.startswith(second) and by_rank.artifact == {"item_id": second}
+    with pytest.raises(ValueError, match="rank 3 is past the latest ranking"):
+        tool.invoke({"name": tool.name, "args": {"rank": 3, "state": state}, "id": "l4", "type": "tool_call"})
+    with pytest.raises(ValueError, match="give rank"):
+        tool.invoke({"name": tool.name, "args": {"state": state}, "id": "l5", "type": "tool_call"})
 
 
 def test_unparsable_output_and_step_bound_fall_back(agent_run):
@@ -307,6 +316,9 @@ def test_controller_traces_follow_the_act_tags(corpus):
         else:
             assert call["name"] == "recommend_items"
         assert s.messages[0].type == "system" and isinstance(s.messages[-1], ToolMessage)
+    # a recommendation the staff sent as a bare link gives no reply target (no stock sentence to learn)
+    replies = [s.target.content for s in steps if s.kind == "reply"]
+    assert replies and all(r.strip() and r != DEFAULT_RECOMMEND_REPLY for r in replies)
 
 
 def test_decision_steps_can_fill_a_share_of_the_training_sample(corpus):

@@ -377,3 +377,47 @@ def test_load_errors_are_clear(tiny_run, tmp_path):
         f.write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="seq2seq"):
         CRS.load(broken)
+
+
+def test_padding_to_a_gpu_multiple_changes_no_answer(tiny_crs, tiny_corpus, monkeypatch):
+    """On a GPU batches are padded to a multiple of 64 tokens (uneed.device.pad_multiple): the extra padding
+    is masked everywhere, so every task answers exactly as with the tightest padding."""
+    import crs.data
+
+    samples = [s for s in build_samples(tiny_corpus, "test", ["recommend"]) if s.candidates and s.context][:4]
+    ctxs = [s.context for s in samples]
+
+    def answers():
+        ranked = tiny_crs.recommend(ctxs, behaviours=[s.behaviours for s in samples],
+                                    candidates=[s.candidates for s in samples], k=None)
+        return (tiny_crs.understand(ctxs), tiny_crs.elicit(ctxs),
+                [[(x.item_id, round(x.score, 4)) for x in r] for r in ranked],
+                tiny_crs.respond(ctxs, attributes=[["肤质："]] * len(ctxs), items=[[s.target] for s in samples]))
+
+    tight = answers()
+    widths = []
+    real_collate = crs.data.collate
+
+    def spy(*a, **k):
+        batch = real_collate(*a, **k)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(crs.data, "pad_multiple", lambda device: 64)
+    monkeypatch.setattr("crs.inference.collate", spy)
+    assert answers() == tight
+    assert widths and all(w % 64 == 0 for w in widths)
+
+
+def test_batched_tokenization_encodes_as_one_text_at_a_time(tiny_crs, tiny_corpus):
+    """encode_all tokenizes every text in batches first: the features equal those of encoding each
+    example alone (truncation included)."""
+    from uneed.tasks import crs_example
+
+    enc = tiny_crs.encoder
+    examples = [crs_example(s, tiny_corpus.items) for s in build_samples(tiny_corpus, "valid")][:300]
+    assert {ex.task for ex in examples} == {"understand", "elicit", "recommend", "respond"}
+    batched = enc.encode_all(examples)
+    assert enc._tokenized == {}  # the batch's cache does not outlive the call
+    alone = [enc.encode(ex) for ex in examples]
+    assert batched == alone and any(f.truncated for f in alone)

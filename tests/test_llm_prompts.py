@@ -105,3 +105,14 @@ def test_crs_predictions_missing_are_counted(corpus, tok, caplog):
     examples, _ = build_examples(samples, corpus.items, tok, PromptSettings(), found)
     prompts = [tok.decode(e["input_ids"]) for e in examples]
     assert sum(CRS_INSTRUCTION in p for p in prompts) == 6
+
+
+def test_collate_pads_to_a_multiple_with_masked_labels():
+    from llm.prompts import IGNORE_INDEX, collate
+
+    batch = collate([{"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]}, {"input_ids": [8], "labels": [8]}],
+                    pad_id=0, multiple=64)
+    assert batch["input_ids"].shape == (2, 64)
+    assert batch["attention_mask"].sum().item() == 4
+    assert (batch["labels"][:, 3:] == IGNORE_INDEX).all() and batch["labels"][0, 1:3].tolist() == [6, 7]
+    assert collate([{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}], pad_id=0)["input_ids"].shape == (1, 3)

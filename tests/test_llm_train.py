@@ -95,6 +95,30 @@ def test_resume_continues_the_run(lora_run, base_run, tiny_corpus_dir):
     assert 2 in epochs and epochs.count(1) == 1
 
 
+def test_full_fine_tuning_saves_a_whole_model_that_answers_and_resumes(base_run, tiny_corpus_dir, corpus, tmp_path):
+    """--lora-r 0 trains every weight: the run holds model/ (no adapter), LLM.load answers from it, the
+    weights moved away from the base, and --resume continues from the whole-model checkpoint."""
+    out = tmp_path / "full"
+    common = ["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(base_run), "--config",
+              str(CONFIGS / "llm_lora_tiny.yaml"), "--lora-r", "0", "--val-generate", "0", "--max-test-samples", "4",
+              "--predict-splits", "test"]
+    assert train_llm.main([*common, "--epochs", "1"]) == 0
+    assert (out / "model" / "config.json").is_file() and not (out / "adapter").exists()
+    assert json.loads((out / "model" / "presales_llm.json").read_text())["kind"] == "model"
+    llm = LLM.load(out)
+    base, _ = load_base(base_run)
+    tuned = dict(llm.model.named_parameters())
+    assert all(n in tuned for n, _ in base.named_parameters())
+    assert sum(not torch.equal(p, tuned[n]) for n, p in base.named_parameters()) > len(tuned) // 2
+    sample = next(s for s in build_samples(corpus, "test", ["respond"]))
+    assert isinstance(llm.respond([sample], corpus.items)[0], str)
+    assert train_llm.main([*common, "--epochs", "2", "--resume"]) == 0
+    epochs = [json.loads(line).get("epoch") for line in (out / "log.jsonl").read_text().splitlines()]
+    assert 2 in epochs and epochs.count(1) == 1
+    with pytest.raises(PresalesError, match="--lora-r: must not be negative"):
+        train_llm.main([*common[:-2], "--lora-r", "-1"])
+
+
 def test_short_lora_run_lowers_the_loss(corpus, base_run):
     from peft import LoraConfig, get_peft_model
 

@@ -43,7 +43,9 @@ class RecommendArgs(BaseModel):
 
 
 class LookupItemArgs(BaseModel):
-    item_id: str = Field(..., min_length=1, max_length=40, description="商品id")
+    # rank: the short way for a small controller (copying a 32-character id was where it broke most)
+    rank: Optional[int] = Field(None, ge=1, le=50, description="recommend_items 结果中的序号（1 为第一个）")
+    item_id: Optional[str] = Field(None, min_length=1, max_length=40, description="商品id（不给序号时）")
     state: Annotated[dict, InjectedState]
 
 
@@ -154,9 +156,17 @@ def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | N
         return (format_ranking([s.item_id for s in ranked], items),
                 {"items": [{"item_id": s.item_id, "score": s.score} for s in ranked]})
 
-    def lookup_item(item_id: str, state: dict | None = None):
+    def lookup_item(rank: Optional[int] = None, item_id: Optional[str] = None, state: dict | None = None):
+        latest = list((state or {}).get("candidates", []))
+        if rank is not None:
+            if rank > len(latest):
+                raise ValueError(f"rank {rank} is past the latest ranking ({len(latest)} items"
+                                 f"{'' if latest else '; call recommend_items first'})")
+            item_id = latest[rank - 1]
+        if not item_id:
+            raise ValueError("give rank (the position in recommend_items' result) or item_id")
         if item_id not in items:  # name the ids it may have meant, so the caller can correct itself
-            ranked = "、".join((state or {}).get("candidates", [])[:5]) or "none yet (call recommend_items first)"
+            ranked = "、".join(latest[:5]) or "none yet (call recommend_items first)"
             raise ValueError(f"unknown item id {item_id!r}; the latest recommended ids: {ranked}")
         return f"{item_id}：{knowledge_text(item_id, items)}", {"item_id": item_id}
 

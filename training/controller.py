@@ -193,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
     if not 0 <= args.decide_share <= 1:
         raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
+    if args.lora_r < 1:
+        raise PresalesError(f"--lora-r must be at least 1 (the controller is a LoRA adapter), got {args.lora_r}")
     from training.distributed import launched
 
     if launched():

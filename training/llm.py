@@ -41,6 +41,7 @@ from training import distributed
 from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
+from uneed.device import pad_multiple
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
 from uneed.tasks import load_crs_predictions
@@ -70,7 +71,8 @@ class LLMTrainArgs:
     new_tokens_elicit: int = 16
     new_tokens_recommend: int = 4
     new_tokens_respond: int = 64
-    lora_r: int = 16
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains: the "
+                                                      "right setup for the few-million-parameter embedded base)"})
     lora_alpha: int = 32
     lora_dropout: float = field(default=0.0, metadata={"help": "0 is ~1.5x faster on CPU (no dropout copy per layer)"})
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"],
@@ -156,7 +158,7 @@ def examples_loss(model, examples, batch_size: int, pad_id: int, device, bf16, k
     model.eval()
     total, count = 0.0, 0
     for batch in length_batches([len(e["input_ids"]) for e in examples], batch_size, 0, shuffle=False):
-        t = collate([examples[i] for i in batch], pad_id)
+        t = collate([examples[i] for i in batch], pad_id, pad_multiple(device))
         t = {k: v.to(device) for k, v in t.items()}
         with autocast(device, bf16):
             loss, n = answer_loss(model, t, keep_logits)
@@ -247,12 +249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "crs_predictions": crs_stats})
 
     targets = args.lora_targets[0] if args.lora_targets == ["all-linear"] else list(args.lora_targets)
+    full = args.lora_r == 0  # full fine-tuning: the checkpoints are whole models, not adapters
+    state = None
     if args.resume:
         state = load_trainer_state(run.checkpoint)
-        model = PeftModel.from_pretrained(model, str(run.checkpoint), is_trainable=True)
+        if full:
+            model, _ = load_base(run.checkpoint, trust_remote_code=args.trust_remote_code, dtype=dtype)
+        else:
+            model = PeftModel.from_pretrained(model, str(run.checkpoint), is_trainable=True)
         log.info("resuming from %s (epoch %d, batch %d)", run.checkpoint, state["epoch"], state["batch"])
-    else:
-        state = None
+    elif not full:
         lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                           target_modules=targets, task_type="CAUSAL_LM", bias="none")
         model = get_peft_model(model, lora)
@@ -260,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.to(device)
     dist.broadcast_parameters(model)
     model.train()
-    log.info("LoRA: %.3fM trainable of %.2fM parameters; device %s%s", count_parameters(model, True) / 1e6,
-             count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
+    log.info("%s: %.3fM trainable of %.2fM parameters; device %s%s", "full fine-tuning" if full else "LoRA",
+             count_parameters(model, True) / 1e6, count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
 
     keep_logits = head_on_answers_only(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -274,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      max_minutes=args.max_minutes, max_steps=args.max_steps, log_steps=args.log_steps,
                      save_steps=args.save_steps, run=run, progress=args.progress, name="llm", logger=log, state=state)
 
-    adapter_info = dict(kind="adapter", base_model=str(base_dir.resolve()), trust_remote_code=args.trust_remote_code,
+    adapter_info = dict(kind="model" if full else "adapter", base_model=str(base_dir.resolve()),
+                        trust_remote_code=args.trust_remote_code,
                         prompt=settings.to_dict(), crs_assisted=crs_all is not None, tasks=list(args.tasks))
 
     def save_adapter(target: Path, resume_at: tuple[int, int] | None = None) -> None:
@@ -333,8 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.plot_curves(["train_loss", "valid_loss", "valid/understand/f1", "valid/elicit/f1",
                      "valid/recommend/accuracy", "valid/respond/bleu-1"])
 
-    # final adapter = the best one; then evaluation and predictions with it
-    final = run.path / "adapter"
+    # final adapter (or model, fully fine-tuned) = the best one; then evaluation and predictions with it
+    final = run.path / ("model" if full else "adapter")
     tmp = staging_dir(final)
     for f in run.best.iterdir():
         if f.is_file():
@@ -342,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replace_dir(tmp, final)
     del model, optimizer
     llm = LLM.load(final, device=str(device), trust_remote_code=args.trust_remote_code, merge_adapters=True)
-    if args.merge:
+    if args.merge and not full:  # a fully fine-tuned model is already whole
         tmp = staging_dir(run.path / "merged")
         llm.model.save_pretrained(tmp)
         llm.tokenizer.save_pretrained(tmp)
@@ -415,7 +422,7 @@ def answer_loss(model, batch: dict, keep_logits: bool = True) -> tuple[torch.Ten
 def collate_batch(examples, batch: Sequence[int], pad_id: int, device) -> dict:
     from llm.prompts import collate
 
-    return {k: v.to(device) for k, v in collate([examples[i] for i in batch], pad_id).items()}
+    return {k: v.to(device) for k, v in collate([examples[i] for i in batch], pad_id, pad_multiple(device)).items()}
 
 
 if __name__ == "__main__":

@@ -221,8 +221,9 @@ def check_value(name: str, value: Any, where: str) -> Any:
     return value
 
 
-# Fields that must be > 0 beyond the *lr / *batch_size names; fields in [0, 1]; fields that may be negative.
-POSITIVE = {"block_size", "lora_r", "lora_alpha", "d_model", "encoder_layers", "decoder_layers", "item_dim",
+# Fields that must be > 0 beyond the *lr / *batch_size names (lora_r may be 0: full fine-tuning in `train llm`);
+# fields in [0, 1]; fields that may be negative.
+POSITIVE = {"block_size", "lora_alpha", "d_model", "encoder_layers", "decoder_layers", "item_dim",
             "max_source_len", "max_target_len", "attention_heads", "ffn_dim", "max_position", "num_beams",
             "max_behaviours", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
             "num_key_value_heads", "max_position_embeddings", "ivf_nprobe", "hnsw_m", "hnsw_ef_search"}
