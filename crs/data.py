@@ -68,18 +68,9 @@ class Encoder:
         self.head_tasks = set(head_tasks) if keys is not None else set()  # tasks answered by a head
         self.item_values = item_values
         self.pad, self.bos, self.eos = special_ids(tok)
-        self._tokenized: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}  # filled by encode_all
-
-    def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids and character offsets of `text` (from encode_all's batch when it is there)."""
-        hit = self._tokenized.get(text)
-        if hit is not None:
-            return hit
-        enc = self.tok(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
-        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
     def ids(self, text: str) -> list[int]:
-        return self._tokenize(text)[0]
+        return self.tok(text, add_special_tokens=False, truncation=False)["input_ids"]
 
     def source(self, text: str) -> tuple[list[int], bool]:
         ids = self.ids(text)
@@ -120,7 +111,8 @@ class Encoder:
     def _extraction(self, ex: CRSExample) -> Features:
         """An understanding sample for the extraction head: tokens with their character offsets (left
         truncation drops offsets with their tokens) and the BIO labels of the current utterance."""
-        ids, offsets = self._tokenize(ex.source)
+        enc = self.tok(ex.source, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         room = max(1, self.max_source_len - 2)
         truncated = len(ids) > room
         if truncated:
@@ -140,19 +132,7 @@ class Encoder:
                         tag_labels=tag_labels, valueless=valueless, allowed=self.keys.allowed(ex.domain))
 
     def encode_all(self, examples: Sequence[CRSExample], what: str = "") -> list[Features]:
-        # every text in batches first: one call into the (Rust, multi-threaded) tokenizer per chunk instead
-        # of one per text, which was most of the time the GPU waited before training on the full corpus
-        texts = list(dict.fromkeys([ex.source for ex in examples] + [ex.target for ex in examples
-                                                                       if ex.task != "recommend"]))
-        for s in range(0, len(texts), 4096):
-            chunk = texts[s:s + 4096]
-            enc = self.tok(chunk, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
-            for text, ids, offsets in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
-                self._tokenized[text] = (list(ids), [tuple(o) for o in offsets])
-        try:
-            feats = [self.encode(ex) for ex in examples]
-        finally:
-            self._tokenized = {}
+        feats = [self.encode(ex) for ex in examples]
         n_trunc = sum(f.truncated for f in feats)
         if n_trunc:
             log.info("%s%d of %d sources longer than %d tokens: truncated from the left (oldest turns dropped)",

@@ -408,16 +408,3 @@ def test_padding_to_a_gpu_multiple_changes_no_answer(tiny_crs, tiny_corpus, monk
     assert answers() == tight
     assert widths and all(w % 64 == 0 for w in widths)
 
-
-def test_batched_tokenization_encodes_as_one_text_at_a_time(tiny_crs, tiny_corpus):
-    """encode_all tokenizes every text in batches first: the features equal those of encoding each
-    example alone (truncation included)."""
-    from uneed.tasks import crs_example
-
-    enc = tiny_crs.encoder
-    examples = [crs_example(s, tiny_corpus.items) for s in build_samples(tiny_corpus, "valid")][:300]
-    assert {ex.task for ex in examples} == {"understand", "elicit", "recommend", "respond"}
-    batched = enc.encode_all(examples)
-    assert enc._tokenized == {}  # the batch's cache does not outlive the call
-    alone = [enc.encode(ex) for ex in examples]
-    assert batched == alone and any(f.truncated for f in alone)

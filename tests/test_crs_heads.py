@@ -122,15 +122,3 @@ def test_a_heads_model_missing_its_heads_is_a_clear_error(heads_run, tmp_path):
     with pytest.raises(ModelLoadError, match="corrupt heads"):
         CRS.load(broken)
 
-
-def test_batched_tokenization_keeps_the_extraction_offsets(heads_run, corpus):
-    """encode_all's batched tokenization gives the extraction head the same tokens, character offsets,
-    utterance span and BIO labels as tokenizing each source alone."""
-    from uneed.tasks import crs_example
-
-    enc = CRS.load(heads_run).encoder
-    examples = [crs_example(s, corpus.items) for s in build_samples(corpus, "valid", ["understand"])][:100]
-    batched = enc.encode_all(examples)
-    alone = [enc.encode(ex) for ex in examples]
-    assert batched == alone and all(f.offsets and f.span_tokens for f in alone)
-    assert any(label not in (-100, 0) for f in alone for label in f.tag_labels)
