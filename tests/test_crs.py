@@ -407,4 +407,3 @@ def test_padding_to_a_gpu_multiple_changes_no_answer(tiny_crs, tiny_corpus, monk
     monkeypatch.setattr("crs.inference.collate", spy)
     assert answers() == tight
     assert widths and all(w % 64 == 0 for w in widths)
-

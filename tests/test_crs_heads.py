@@ -121,4 +121,3 @@ def test_a_heads_model_missing_its_heads_is_a_clear_error(heads_run, tmp_path):
     torch.save({"nonsense": torch.zeros(1)}, broken / "heads.pt")
     with pytest.raises(ModelLoadError, match="corrupt heads"):
         CRS.load(broken)
-
