@@ -144,7 +144,7 @@ def collate(feats: Sequence[Features], pad: int, device: torch.device | str = "c
     """Right-padded sources; labels padded with -100; behaviours left-padded with -1 (latest last).
     On a GPU, source and target widths are rounded up to a few sizes (uneed.device.pad_multiple)."""
     n = len(feats)
-    multiple = pad_multiple(torch.device(device))
+    multiple = pad_multiple(device)
     src_len = round_up(max(len(f.input_ids) for f in feats), multiple)
     input_ids = torch.full((n, src_len), pad, dtype=torch.long)
     mask = torch.zeros((n, src_len), dtype=torch.long)

@@ -151,15 +151,12 @@ def build_examples(samples, items, tokenizer, settings, crs: Mapping[str, object
 
 @torch.no_grad()
 def examples_loss(model, examples, batch_size: int, pad_id: int, device, bf16, keep_logits: bool = False) -> float:
-    from llm.prompts import collate
-
     if not examples:
         return float("nan")
     model.eval()
     total, count = 0.0, 0
     for batch in length_batches([len(e["input_ids"]) for e in examples], batch_size, 0, shuffle=False):
-        t = collate([examples[i] for i in batch], pad_id, pad_multiple(device))
-        t = {k: v.to(device) for k, v in t.items()}
+        t = collate_batch(examples, batch, pad_id, device)
         with autocast(device, bf16):
             loss, n = answer_loss(model, t, keep_logits)
         total += float(loss) * n
