@@ -54,13 +54,7 @@ class RunPaths:
         root = Path(root)
         if not root.is_dir():
             raise PresalesError(f"no trained run at {root}: {HOW_TO_TRAIN}")
-        meta_file = root / "agent.yaml"
-        if not meta_file.is_file():
-            raise PresalesError(f"{root} is not an agent run directory (no agent.yaml): {HOW_TO_TRAIN}")
-        meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
-        data = Path(meta.get("data", ""))
-        if not data.is_absolute():
-            data = (root / data).resolve() if (root / data).exists() else data.resolve()
+        data = run_data_dir(root)
 
         def pick(*names: str) -> Path:
             for name in names:
@@ -69,6 +63,19 @@ class RunPaths:
             raise PresalesError(f"{root} has none of {', '.join(n + '/' for n in names)}: {HOW_TO_TRAIN}")
 
         return cls(root, data, pick("crs"), pick("crs-llm", "crs"), pick("llm"), pick("controller", "llm"))
+
+
+def run_data_dir(root: str | Path) -> Path:
+    """The corpus directory a run was trained on (RUN/agent.yaml, written by scripts/run_default.sh)."""
+    root = Path(root)
+    meta_file = root / "agent.yaml"
+    if not meta_file.is_file():
+        raise PresalesError(f"{root} is not an agent run directory (no agent.yaml): {HOW_TO_TRAIN}")
+    meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
+    data = Path(meta.get("data", ""))
+    if not data.is_absolute():
+        data = (root / data).resolve() if (root / data).exists() else data.resolve()
+    return data
 
 
 @dataclass

@@ -45,7 +45,7 @@ from uneed.corpus import CATEGORY_RELATION, Corpus, Item
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
 from uneed.metrics import NOT_APPLICABLE, ReplyReference, get_metric, rank_of, reply_text
-from uneed.replies import item_values
+from uneed.replies import item_values, relations_of_values
 from uneed.schema import DOMAINS, LINK_ONLY, SPLITS, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, Dialogue, Turn
 
 log = logging.getLogger("eval.replay")
@@ -246,7 +246,10 @@ def score_point(point: ReplayPoint, pred: dict, catalog_rank: int | None, items:
     shown = [i for i in pred["items"] if i in items]
     if shown:
         known = frozenset(v for values in vocabulary.values() for v in values)
-        ref = ReplyReference(item_values=frozenset(item_values(items[shown[0]])), known_values=known, has_items=True)
+        shown_item = items[shown[0]]
+        ref = ReplyReference(item_values=frozenset(item_values(shown_item)), known_values=known, has_items=True,
+                             value_relations=relations_of_values(vocabulary),
+                             item_relations=frozenset(r for r in shown_item.knowledge if r != CATEGORY_RELATION))
         s["knowledge-true"] = _share(get_metric("knowledge-true")(words, ref))
     s["repetition"] = _share(get_metric("repetition")(words))
     return s

@@ -6,6 +6,9 @@ Rows, as in the paper: the baselines, the CRS and the LLM alone ("no collaborati
 with LLM predictions ("LLM assisting CRS", section 3.5) and the LLM tuned with CRS predictions ("CRS
 assisting LLM", section 3.4). Missing runs are left out. A bar chart of the overall figures is saved
 beside the tables.
+
+The reply checks (table 4b) are scored again from each run's predictions_test.jsonl on the run's corpus
+(RUN/agent.yaml), so every row follows the checks' current definition, whenever its model was trained.
 """
 from __future__ import annotations
 
@@ -56,6 +59,38 @@ def load_results(run: Path) -> dict[str, dict]:
     return results
 
 
+def rescore_reply_checks(run: Path, results: dict[str, dict]) -> list[str]:
+    """Table 4b of every row from its test predictions (uneed.replies); the rows rescored."""
+    from agent.assistant import run_data_dir
+    from uneed.corpus import load_corpus
+    from uneed.replies import evaluate_replies
+    from uneed.tasks import build_samples
+
+    files = {name: (run / rel).parent / "predictions_test.jsonl" for name, rel, _ in METHODS if name in results}
+    files = {name: f for name, f in files.items() if f.is_file()}
+    if not files or not (run / "agent.yaml").is_file():
+        return []
+    corpus = load_corpus(run_data_dir(run))
+    test = build_samples(corpus, "test", ["respond"])
+    train = build_samples(corpus, "train", ["respond"])
+    done = []
+    for name, file in files.items():
+        replies = {}
+        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PresalesError(f"{file}, line {n}: not valid JSON ({exc.msg})") from None
+            if row.get("task") == "respond":
+                replies[row["key"]] = str(row.get("prediction", ""))
+        scored = [s for s in test if s.key in replies]
+        if scored:
+            results[name]["respond_checks"] = evaluate_replies(scored, [replies[s.key] for s in scored],
+                                                               corpus.items, train)
+            done.append(name)
+    return done
+
+
 def render(results: dict[str, dict]) -> str:
     parts = []
     for task, title in TABLES:
@@ -102,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = load_results(run)
     if not results:
         raise PresalesError(f"{run}: no test_metrics.json or baselines.json under it; run scripts/run_default.sh")
+    rescore_reply_checks(run, results)
     out = Path(args.out) if args.out else run / "tables.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     chart = plot(results, out.with_suffix(".png"))

@@ -21,6 +21,7 @@ training and inference time. When the prompt is longer:
      0 relations (only the leaf category), the oldest turns are dropped as in 1 - so all lettered
      candidates A-T survive with the attributes that matter for this user;
   3. last resort: the input text is cut from its left, character-wise, keeping its end; logged.
+A task's prompt can also be held to its latest N turns (`context_turns`), before any of the above.
 Outputs longer than `max_new_tokens[task]` are cut on the right at training time (no EOS then).
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ class PromptSettings:
     max_length: int = 1024
     max_new_tokens: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_NEW_TOKENS))
     item_relations: int | None = None  # cap on relations per candidate item in the input (None: all)
+    # at most N latest dialogue turns in a task's prompt (a task not named: all that fit). Understanding
+    # reads the current utterance: a short context makes its examples cheaper and its copying easier.
+    context_turns: dict[str, int] = field(default_factory=dict)
 
     def prompt_budget(self, task: str) -> int:
         return max(8, self.max_length - self.new_tokens(task))
@@ -146,6 +150,9 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
     """The instruction record of `sample` that fits the prompt budget of its task, and how it was cut
     (None, 'dropped N turns', 'capped items at K relations, dropped N turns', 'cut input by N chars')."""
     budget = settings.prompt_budget(sample.task)
+    keep = (settings.context_turns or {}).get(sample.task)
+    if keep is not None and keep >= 0 and len(sample.context) > keep:
+        sample = dataclasses.replace(sample, context=sample.context[len(sample.context) - keep:])
     caps: list[int | None] = [settings.item_relations]
     if sample.task == "recommend":
         caps += [c for c in RELATION_CAPS if settings.item_relations is None or c < settings.item_relations]

@@ -83,6 +83,22 @@ def test_long_dialogue_loses_oldest_turns_only(corpus, tok):
     assert "第0句" not in prompt  # the oldest went first
 
 
+def test_context_turns_hold_a_task_to_its_latest_turns(corpus, tok):
+    sample = next(s for s in build_samples(corpus, "train", ["understand"]) if len(s.context) >= 3)
+    settings = PromptSettings(context_turns={"understand": 1})
+    record, note = fit_record(sample, corpus.items, tok, settings)
+    assert note is None  # held by the setting, not cut to fit
+    assert sample.context[-1].text in record["input"] and "[Round 1]" not in record["input"]
+    assert sample.context[0].text not in record["input"]
+    assert f"当前输入：{sample.current.speaker}：{sample.current.text}" in record["input"]
+    bare, _ = fit_record(sample, corpus.items, tok, PromptSettings(context_turns={"understand": 0}))
+    assert "[Round" not in bare["input"] and sample.current.text in bare["input"]
+    # other tasks keep their whole dialogue, and the setting survives the saved model config
+    elicit = next(s for s in build_samples(corpus, "train", ["elicit"]) if len(s.context) >= 3)
+    assert f"[Round {len(elicit.context) - 1}]" in fit_record(elicit, corpus.items, tok, settings)[0]["input"]
+    assert PromptSettings.from_dict(settings.to_dict()).context_turns == {"understand": 1}
+
+
 def test_recommend_keeps_all_candidates(corpus, tok):
     sample = next(s for s in build_samples(corpus, "train", ["recommend"]) if len(s.candidates) == 20)
     settings = PromptSettings(max_length=400)

@@ -119,6 +119,26 @@ def test_full_fine_tuning_saves_a_whole_model_that_answers_and_resumes(base_run,
         train_llm.main([*common[:-2], "--lora-r", "-1"])
 
 
+def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model(base_run, tiny_corpus_dir,
+                                                                                 tmp_path):
+    common = ["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
+              str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0", "--max-test-samples",
+              "1", "--predict-splits"]
+    counts = {}
+    for n in (1, 3):
+        out = tmp_path / f"r{n}"
+        assert train_llm.main([*common, "--out", str(out), "--repeat-understand", str(n),
+                               "--context-turns-understand", "1"]) == 0
+        counts[n] = json.loads((out / "data_stats.json").read_text())["train"]
+    assert counts[1]["understand"] > 0 and counts[3]["understand"] == 3 * counts[1]["understand"]
+    assert {t: c for t, c in counts[3].items() if t != "understand"} == \
+        {t: c for t, c in counts[1].items() if t != "understand"}
+    saved = json.loads(next((tmp_path / "r3").glob("*/presales_llm.json")).read_text())
+    assert saved["prompt"]["context_turns"] == {"understand": 1}  # inference builds the same prompts
+    with pytest.raises(PresalesError, match="--repeat-elicit 0"):
+        train_llm.main([*common, "--out", str(tmp_path / "bad"), "--repeat-elicit", "0"])
+
+
 def test_short_lora_run_lowers_the_loss(corpus, base_run):
     from peft import LoraConfig, get_peft_model
 

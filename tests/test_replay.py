@@ -87,6 +87,9 @@ def test_every_replay_metric_by_hand(hand_dialogue):
     assert s["bleu-1"] == pytest.approx(5 / 7)  # the link card is not part of the words
     assert s["bleu-2"] == pytest.approx(math.sqrt(5 / 7 * 4 / 6))
     assert s["knowledge-true"] == 0.0  # 滋润 is a 功效 value A3 does not have
+    s = score_point(rec, pred("recommend", "【商品 A3】这款面霜很滋润，兰蔻的", items_=["A3"]), 7, items,
+                    {**vocab, "品牌": {"兰蔻"}})
+    assert s["knowledge-true"] == 0.0  # A3's knowledge has no 品牌: 兰蔻 is not judged, 滋润 still is
     assert s["repetition"] == 0.0 and s["ask-names-attribute"] is None
 
     s = score_point(last, pred("close", "【商品 A1】这款面霜很保湿", items_=[]), None, items, vocab)

@@ -71,6 +71,17 @@ class LLMTrainArgs:
     new_tokens_elicit: int = 16
     new_tokens_recommend: int = 4
     new_tokens_respond: int = 64
+    context_turns_understand: int = field(default=-1, metadata={"help": "at most N latest dialogue turns in the "
+                                                                        "understanding prompt (-1: all that fit)"})
+    context_turns_elicit: int = -1
+    context_turns_recommend: int = -1
+    context_turns_respond: int = -1
+    repeat_understand: int = field(default=1, metadata={"help": "each understanding example appears N times per "
+                                                                "epoch (copying spans needs more passes than the "
+                                                                "other tasks)"})
+    repeat_elicit: int = 1
+    repeat_recommend: int = 1
+    repeat_respond: int = 1
     lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains: the "
                                                       "right setup for the few-million-parameter embedded base)"})
     lora_alpha: int = 32
@@ -117,7 +128,11 @@ class LLMTrainArgs:
                               max_new_tokens={"understand": self.new_tokens_understand,
                                               "elicit": self.new_tokens_elicit,
                                               "recommend": self.new_tokens_recommend,
-                                              "respond": self.new_tokens_respond})
+                                              "respond": self.new_tokens_respond},
+                              context_turns={t: n for t, n in (("understand", self.context_turns_understand),
+                                                               ("elicit", self.context_turns_elicit),
+                                                               ("recommend", self.context_turns_recommend),
+                                                               ("respond", self.context_turns_respond)) if n >= 0})
 
 
 # ------------------------------------------------------------------------------------ CRS predictions
@@ -200,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.tasks) - set(ALL_TASKS)
     if unknown:
         raise PresalesError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
+    repeats = {t: getattr(args, f"repeat_{t}") for t in ALL_TASKS}
+    bad = [f"--repeat-{t} {n}" for t, n in repeats.items() if n < 1]
+    if bad:
+        raise PresalesError(f"{', '.join(bad)}: each example appears at least once per epoch (N >= 1)")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
@@ -234,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     train_ex, cut = build_examples(train_samples, corpus.items, tokenizer, settings, crs["train"])
+    train_ex = [e for e in train_ex for _ in range(repeats[e["task"]])]
     valid_samples = limit(splits["valid"], args.max_valid_samples, args.seed)
     valid_ex, vcut = build_examples(valid_samples, corpus.items, tokenizer, settings, crs["valid"])
     lengths = [len(e["input_ids"]) for e in train_ex]

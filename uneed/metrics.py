@@ -10,7 +10,9 @@ Each metric scores one sample; `evaluate` averages them over samples, overall an
 The reply checks ask whether a shop assistant could send the reply:
     ask-names-attribute  a reply to an ask action names an asked attribute or one of its values
     knowledge-true       of the knowledge values a reply states (a known value of the domain found in
-                         it), the share that is true of the items it presents (over all stated values)
+                         it) that the presented items' knowledge can check (the value's relation is one
+                         the items' knowledge has), the share that is true of those items (over all
+                         checked values); a value of a relation the knowledge is silent on is not judged
     repetition           the reply repeats an option or phrase back to back ('混合性，还是混合性', '她她她')
 """
 from __future__ import annotations
@@ -152,6 +154,11 @@ class ReplyReference:
     item_values: frozenset[str] = frozenset()
     known_values: frozenset[str] = frozenset()
     has_items: bool = False
+    # Item knowledge is partial (a real item_kg.txt lists a few relations per item): a stated value is
+    # judged only when the items' knowledge has a relation it is a value of. A value missing from
+    # value_relations is always judged (so an empty map judges every stated value).
+    value_relations: Mapping[str, frozenset[str]] = field(default_factory=dict)  # known value -> its relations
+    item_relations: frozenset[str] = frozenset()  # the relations the presented items' knowledge has
 
 
 MIN_STATED_LEN = 2  # a one-character value ('高', '女') is not counted as stated: it hides in other words
@@ -190,7 +197,8 @@ def ask_names_attribute(pred: str, ref: ReplyReference) -> Ratio:
 def knowledge_true(pred: str, ref: ReplyReference) -> Ratio:
     if not ref.has_items:
         return NOT_APPLICABLE
-    stated = stated_values(pred, ref.known_values)
+    stated = [v for v in stated_values(pred, ref.known_values)
+              if v not in ref.value_relations or ref.value_relations[v] & ref.item_relations]
     return Ratio(float(sum(v in ref.item_values for v in stated)), float(len(stated)))
 
 

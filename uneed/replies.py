@@ -13,7 +13,7 @@ and the item knowledge alone (so the CRS and the LLM evaluations build the same 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .corpus import CATEGORY_RELATION, Item
 from .metrics import ReplyReference, evaluate
@@ -51,6 +51,15 @@ def question_cues(train_samples: Sequence[TaskSample]) -> dict[str, dict[str, se
                      for key, counts in keys.items()} for domain, keys in per_key.items()}
 
 
+def relations_of_values(values_by_relation: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """{value: the relations it is a value of}, from {relation: values}."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for relation, values in values_by_relation.items():
+        for v in values:
+            out[v].add(relation)
+    return {v: frozenset(rs) for v, rs in out.items()}
+
+
 def reply_references(samples: Sequence[TaskSample], items: Mapping[str, Item],
                      cues: Mapping[str, Mapping[str, set[str]]] | None = None) -> list[ReplyReference]:
     """One reference per sample (response-generation samples; others get an empty reference).
@@ -74,6 +83,7 @@ def reply_references(samples: Sequence[TaskSample], items: Mapping[str, Item],
                 known[domain].update(v for v in vs if v)
                 by_key[domain][rel].update(v for v in vs if v)
     refs = []
+    value_relations: dict[str, dict[str, frozenset[str]]] = {}
     for s in samples:
         if s.task != "respond":
             refs.append(ReplyReference())
@@ -86,9 +96,13 @@ def reply_references(samples: Sequence[TaskSample], items: Mapping[str, Item],
             if value:
                 values.add(value)
         facts = set().union(*(item_values(items.get(i)) for i in s.items)) if s.items else set()
+        relations = {r for i in s.items if i in items for r in items[i].knowledge if r != CATEGORY_RELATION}
+        if s.domain not in value_relations:
+            value_relations[s.domain] = relations_of_values(by_key[s.domain])
         refs.append(ReplyReference(text=str(s.target), asked={k: sorted(v) for k, v in asked.items()},
                                    item_values=frozenset(facts), known_values=frozenset(known[s.domain]),
-                                   has_items=bool(s.items)))
+                                   has_items=bool(s.items), value_relations=value_relations[s.domain],
+                                   item_relations=frozenset(relations)))
     return refs
 
 
