@@ -123,7 +123,8 @@ def data_baselines(
     split: str = typer.Option("test", help="Split to score: train | valid | test."),
 ) -> None:
     """Train-set lexicon matcher, majority elicitor and popularity recommender on SPLIT, and the gold-needs
-    reference rule (recommend_gold_needs: how much the annotated needs decide the item)."""
+    reference rule (recommend_gold_needs: how much the annotated needs decide the item); popularity that skips
+    the items the dialogue already recommended (recommend_popularity_unseen)."""
     from uneed.baselines import evaluate_baselines
     from uneed.corpus import load_corpus
 

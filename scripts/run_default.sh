@@ -43,7 +43,7 @@ step "LLM pre-training on the corpus text → $OUT/llm-base"
 [ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
     --config "configs/llm_base$SUFFIX.yaml"
 
-step "LLM instruction tuning with LoRA (section 3.2) → $OUT/llm"
+step "LLM instruction tuning (section 3.2; full fine-tuning in the default profile, LoRA in tiny and gpu) → $OUT/llm"
 # --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
 done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config "configs/llm_lora$SUFFIX.yaml" \
     --base-model "$OUT/llm-base" --predict-train "$PREDICT_TRAIN"

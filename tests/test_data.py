@@ -176,6 +176,21 @@ def test_gold_needs_rule_ranks_by_answered_needs_then_browsed_then_popular():
     assert rule.rank(sample) == ["b", "d", "a", "c"]  # no needs: browsed first, then popular
 
 
+def test_popularity_skips_what_the_dialogue_already_recommended():
+    from types import SimpleNamespace
+
+    from uneed.baselines import PopularityRecommender, shown_items
+    from uneed.tasks import Utterance
+
+    popularity = PopularityRecommender()
+    popularity.counts.update({"d": 5, "a": 3, "b": 1})
+    assert popularity.rank(["a", "b", "c", "d"]) == ["d", "a", "b", "c"]
+    context = [Utterance("用户", "要手机", "用户需求"), Utterance("客服", "仅发送商品链接", "系统推荐", items=["d"])]
+    sample = SimpleNamespace(context=context)
+    assert shown_items(sample) == ["d"]
+    assert popularity.rank(["a", "b", "c", "d"], shown_items(sample)) == ["a", "b", "c", "d"]
+
+
 def test_cli_exit_codes_of_scripts_and_bad_options(tmp_path, capsys):
     # a training script's failure reaches the shell, and an unknown option is a usage error, not an internal one
     assert cli(["train", "crs", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2

@@ -4,6 +4,10 @@
     MajorityElicitor       elicitation: the attribute asked most often in the domain
     PopularityRecommender  recommendation: candidates ranked by how often users acted on them
 
+    popularity, unseen     recommendation: the same, skipping the items the dialogue already recommended
+                           (reported as `recommend_popularity_unseen`: a dialogue shows several items, and
+                           the next one is never one it showed)
+
 and one reference that is no baseline, since it reads the gold needs:
 
     GoldNeedsRule          recommendation: candidates ranked by how many of the sample's annotated needs
@@ -85,8 +89,15 @@ class PopularityRecommender:
             self.counts[s.target] += 1
         return self
 
-    def rank(self, candidates: Sequence[str]) -> list[str]:
-        return sorted(candidates, key=lambda i: (-self.counts[i], i))
+    def rank(self, candidates: Sequence[str], shown: Iterable[str] = ()) -> list[str]:
+        """Most popular first; items in `shown` (recommended earlier in the dialogue) last."""
+        seen = set(shown)
+        return sorted(candidates, key=lambda i: (i in seen, -self.counts[i], i))
+
+
+def shown_items(sample: TaskSample) -> list[str]:
+    """The items the dialogue recommended before this sample's turn."""
+    return [i for u in sample.context for i in u.items]
 
 
 class GoldNeedsRule:
@@ -120,6 +131,9 @@ def evaluate_baselines(corpus: Corpus, split: str = "test") -> dict[str, dict]:
     rec = [s for s in samples if s.task == "recommend" and s.candidates]
     out["recommend"] = evaluate("recommend", [rank_of(s.target, popularity.rank(s.candidates)) for s in rec],
                                 [None] * len(rec), [s.domain for s in rec])
+    out["recommend_popularity_unseen"] = evaluate(
+        "recommend", [rank_of(s.target, popularity.rank(s.candidates, shown_items(s))) for s in rec],
+        [None] * len(rec), [s.domain for s in rec])
     rule = GoldNeedsRule(corpus, popularity)
     out["recommend_gold_needs"] = evaluate("recommend", [rank_of(s.target, rule.rank(s)) for s in rec],
                                            [None] * len(rec), [s.domain for s in rec])
