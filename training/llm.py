@@ -71,11 +71,12 @@ class LLMTrainArgs:
     new_tokens_elicit: int = 16
     new_tokens_recommend: int = 4
     new_tokens_respond: int = 64
-    context_turns_understand: int = field(default=-1, metadata={"help": "at most N latest dialogue turns in the "
-                                                                        "understanding prompt (-1: all that fit)"})
-    context_turns_elicit: int = -1
-    context_turns_recommend: int = -1
-    context_turns_respond: int = -1
+    context_turns_understand: int | None = field(default=None, metadata={"help": "at most N latest dialogue turns in "
+                                                                               "the understanding prompt (default: "
+                                                                               "all that fit)"})
+    context_turns_elicit: int | None = None
+    context_turns_recommend: int | None = None
+    context_turns_respond: int | None = None
     repeat_understand: int = field(default=1, metadata={"help": "each understanding example appears N times per "
                                                                 "epoch (copying spans needs more passes than the "
                                                                 "other tasks)"})
@@ -132,7 +133,7 @@ class LLMTrainArgs:
                               context_turns={t: n for t, n in (("understand", self.context_turns_understand),
                                                                ("elicit", self.context_turns_elicit),
                                                                ("recommend", self.context_turns_recommend),
-                                                               ("respond", self.context_turns_respond)) if n >= 0})
+                                                               ("respond", self.context_turns_respond)) if n is not None})
 
 
 # ------------------------------------------------------------------------------------ CRS predictions
