@@ -64,7 +64,7 @@ def rescore_reply_checks(run: Path, results: dict[str, dict]) -> list[str]:
     from agent.assistant import run_data_dir
     from uneed.corpus import load_corpus
     from uneed.replies import evaluate_replies
-    from uneed.tasks import build_samples
+    from uneed.tasks import build_samples, read_predictions
 
     files = {name: (run / rel).parent / "predictions_test.jsonl" for name, rel, _ in METHODS if name in results}
     files = {name: f for name, f in files.items() if f.is_file()}
@@ -75,17 +75,10 @@ def rescore_reply_checks(run: Path, results: dict[str, dict]) -> list[str]:
     train = build_samples(corpus, "train", ["respond"])
     done = []
     for name, file in files.items():
-        replies = {}
-        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PresalesError(f"{file}, line {n}: not valid JSON ({exc.msg})") from None
-            if row.get("task") == "respond":
-                replies[row["key"]] = str(row.get("prediction", ""))
+        replies = read_predictions(file)  # names the file and line of a malformed row
         scored = [s for s in test if s.key in replies]
         if scored:
-            results[name]["respond_checks"] = evaluate_replies(scored, [replies[s.key] for s in scored],
+            results[name]["respond_checks"] = evaluate_replies(scored, [str(replies[s.key]) for s in scored],
                                                                corpus.items, train)
             done.append(name)
     return done

@@ -30,5 +30,5 @@ def test_reply_checks_are_rescored_from_the_predictions(tiny_corpus_dir, tmp_pat
     assert "0.1230" not in row
     # a broken prediction file is named, not a traceback
     (run / "crs" / "predictions_test.jsonl").write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(PresalesError, match="predictions_test.jsonl, line 1"):
+    with pytest.raises(PresalesError, match="predictions_test.jsonl: line 1"):
         tables.main(["--run", str(run)])
