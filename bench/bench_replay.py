@@ -1,10 +1,12 @@
-"""Replay speed per graph: turns/s with the model calls of concurrent threads batched (eval/batching.py)
-against the same turns run one after the other, measured in the same run.
+"""Replay speed per graph, the same turns three ways in one run: one after the other with the LLM
+decoding through `model.generate` (the baseline), one after the other with its bare-torch decoding
+(llm/decoding.py, the default on CPU), and with the model calls of concurrent threads batched
+(eval/batching.py, bare-torch decoding).
 
     python bench/bench_replay.py --run runs/default --dialogues 20 [--workers 16] [--split test]
 
-Prints, per graph, the turns, seconds and turns/s of both ways and their ratio, and the time the
-whole split would take batched (the README's 5-minute budget for the `small` test split).
+Prints, per graph, seconds and turns/s of each way, the ratios against the baseline, and the time the
+whole split would take the default way (the README's 5-minute budget for the `small` test split).
 """
 from __future__ import annotations
 
@@ -36,17 +38,24 @@ def main() -> None:
     all_points = replay_points(corpus, args.split)
     points = replay_points(corpus, args.split, args.dialogues)
     print(f"{len(points)} turns from {args.dialogues} {args.split} dialogues ({len(all_points)} in the split)")
-    print("| graph | turns | sequential s | turns/s | batched s (workers) | turns/s | speed-up | whole split, batched |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| graph | turns | model.generate, sequential | bare decoding, sequential | bare decoding, batched "
+          f"({args.workers} workers) | whole split, bare sequential |")
+    print("|---|---|---|---|---|---|")
     for kind in ("llm", "crs"):
         assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
+        llm = assistant.models["llm"]
         replay_graph(assistant, points[:2], corpus, 1, progress=False)  # warm-up
+        llm.bare_decoding = False
+        base = replay_graph(assistant, points, corpus, 1, progress=False)
+        llm.bare_decoding = True
         seq = replay_graph(assistant, points, corpus, 1, progress=False)
         bat = replay_graph(assistant, points, corpus, args.workers, progress=False)
-        print(f"| {kind} | {len(points)} | {seq['seconds']:.1f} | {seq['turns_per_s']:.2f} | {bat['seconds']:.1f} "
-              f"({args.workers}) | {bat['turns_per_s']:.2f} | {seq['seconds'] / bat['seconds']:.2f}x | "
-              f"{len(all_points) / bat['turns_per_s']:.0f} s |", flush=True)
 
+        def cell(r):
+            return f"{r['seconds']:.1f} s, {r['turns_per_s']:.2f} turns/s ({base['seconds'] / r['seconds']:.2f}x)"
+
+        print(f"| {kind} | {len(points)} | {base['seconds']:.1f} s, {base['turns_per_s']:.2f} turns/s | {cell(seq)} | "
+              f"{cell(bat)} | {len(all_points) / seq['turns_per_s']:.0f} s |", flush=True)
 
 if __name__ == "__main__":
     main()

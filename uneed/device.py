@@ -38,12 +38,15 @@ def prepare_cuda() -> None:
 
 
 def autocast(device, bf16: bool | None = None):
-    """bf16 autocast on a GPU that supports it (the default there); full precision on CPU."""
+    """bf16 autocast: by default on a GPU that supports it, and on CPU only when asked (bf16=True). On CPU it
+    pays only for large matrix products on CPUs with AMX or AVX512-BF16 units: on this project's 2-core
+    machine a bare 8x384-token training step of the embedded LLM ran 1.5x faster, but its instruction
+    tuning (short prompts) ran no faster and learned the same (README)."""
     import torch
 
     if device.type == "cuda":
         prepare_cuda()
     use = (device.type == "cuda" and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
-    if use and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if use and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()

@@ -1,0 +1,86 @@
+"""Bare-torch greedy decoding (llm/decoding.py) gives the tokens of `model.generate`, and `LLM.generate`
+uses it only where it can."""
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+from llm.decoding import lean_decoder, unsupported_reason
+from llm.inference import LLM
+from llm.model import build_tokenizer
+from llm.prompts import PromptSettings
+
+
+def _qwen2(**overrides) -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    config = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                  tie_word_embeddings=True)
+    config.update(overrides)
+    model = Qwen2ForCausalLM(Qwen2Config(**config)).eval()
+    with torch.no_grad():  # larger weights than the init: sharper logits, fewer near-ties
+        for p in model.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    return model
+
+
+def _left_padded(lengths, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        ids[row, width - n:] = torch.randint(3, 97, (n,), generator=g)
+        mask[row, width - n:] = 1
+    return ids, mask
+
+
+def _hf(model, ids, mask, n, eos):
+    with torch.inference_mode():
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False, num_beams=1,
+                              pad_token_id=0, eos_token_id=eos)
+
+
+@pytest.mark.parametrize("lengths", [[17], [9, 31, 20], [40, 40]])
+def test_bare_decoding_gives_the_tokens_of_model_generate(lengths):
+    model = _qwen2()
+    ids, mask = _left_padded(lengths)
+    lean = lean_decoder(model)
+    assert lean is not None
+    expected = _hf(model, ids, mask, 24, eos=2)
+    got = lean.generate(ids, mask, 24, 2, 0)
+    assert torch.equal(got, expected)
+
+
+def test_a_row_that_ends_is_padded_and_decoding_stops_when_all_have_ended():
+    model = _qwen2()
+    ids, mask = _left_padded([12, 25, 18], seed=3)
+    free = _hf(model, ids, mask, 20, eos=2)
+    eos = int(free[0, ids.shape[1] + 2])  # the third token row 0 writes ends it
+    expected = _hf(model, ids, mask, 20, eos=eos)
+    got = lean_decoder(model).generate(ids, mask, 20, eos, 0)
+    assert torch.equal(got, expected)
+    row0 = got[0, ids.shape[1]:].tolist()
+    end = row0.index(eos)
+    assert end <= 2 and all(t == 0 for t in row0[end + 1:])
+
+
+def test_what_it_does_not_cover_goes_to_model_generate():
+    assert "GPT2LMHeadModel" in unsupported_reason(GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16,
+                                                                                 vocab_size=50)))
+    model = _qwen2()
+    model.generation_config.repetition_penalty = 1.3
+    assert "repetition_penalty" in unsupported_reason(model)
+    assert lean_decoder(model) is None
+    assert "sliding" in unsupported_reason(_qwen2(use_sliding_window=True, sliding_window=16, max_window_layers=0))
+
+
+def test_llm_generate_gives_the_same_text_both_ways():
+    tok = build_tokenizer(["有没有保湿的面霜", "预算三百以内", "亲亲，请问是什么肤质呢"])
+    torch.manual_seed(0)
+    from llm.model import build_embedded_model
+
+    llm = LLM(build_embedded_model(tok, "tiny"), tok, PromptSettings(max_length=256))
+    prompts = ["有没有保湿的面霜", "预算三百以内，亲亲", "请问"]
+    bare = llm.generate(prompts, max_new_tokens=16, batch_size=2)
+    llm.bare_decoding = False
+    assert llm.generate(prompts, max_new_tokens=16, batch_size=2) == bare
