@@ -94,8 +94,20 @@ class Assistant:
         self.graph = graph
         self.corpus = corpus
         self.kind = graph_kind
-        self.models = dict(models or {})  # the loaded models the graph calls: 'crs', 'llm' (for batching, eval)
+        # the loaded models the graph calls (for batching, eval): 'crs', 'llm', and in graph 1 'writer'
+        # (the LLM that writes its replies, when it is not the controller)
+        self.models = dict(models or {})
         self.leases = leases or ThreadLeases(None)
+
+    @property
+    def llms(self) -> list[Any]:
+        """The loaded LLMs the graph calls, each once."""
+        out = []
+        for name in ("llm", "writer"):
+            model = self.models.get(name)
+            if model is not None and all(model is not m for m in out):
+                out.append(model)
+        return out
 
     # ------------------------------------------------------------------------------- building
     @classmethod
@@ -103,6 +115,9 @@ class Assistant:
                  db_path: str | Path | None = None, policy: PolicyConfig | None = None) -> "Assistant":
         if graph_kind not in GRAPHS:
             raise PresalesError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph_kind!r}")
+        policy = policy or PolicyConfig()
+        if policy.reply_writer not in ("llm", "controller"):
+            raise PresalesError(f"--reply-writer must be llm or controller, got {policy.reply_writer!r}")
         paths = RunPaths.from_run(run_dir)
         corpus = load_corpus(paths.data, skip_invalid=True, require_splits=False)  # its items and behaviours
         from llm.inference import LLM
@@ -124,8 +139,10 @@ class Assistant:
 
             chat = PresalesChatModel.from_path(str(paths.controller))
             models = {"crs": load_crs(paths.crs, corpus), "llm": chat.llm}
+            if policy.reply_writer == "llm":  # the instruction-tuned LLM writes graph 1's replies
+                models["writer"] = chat.llm if paths.llm == paths.controller else LLM.load(paths.llm)
             graph = build_llm_graph(chat, models["crs"], corpus.items, policy, attributes=known_attributes(corpus),
-                                    checkpointer=checkpointer)
+                                    checkpointer=checkpointer, writer=models.get("writer"))
         return cls(graph, corpus, graph_kind, models, leases)
 
     # -------------------------------------------------------------------------------- threads

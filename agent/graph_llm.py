@@ -4,14 +4,20 @@
                      └─ otherwise → controller ...
 
             controller ─┬─ tool calls ──────────→ tools → absorb → controller
-                        ├─ a reply ─────────────→ finish → END
+                        ├─ no call (a reply) ───→ finish → END
                         └─ no parsable output, over the step bound, or a
                            reply that recommends nothing after a refused
                            question or past the question bound → fallback → END
 
 The controller is the LLM bound to the CRS tools (tools/crs_tools.py); a ToolNode runs its calls
 (arguments that do not validate come back to it as an error message); `absorb` keeps the tool
-results in the typed state. The fallback (logged) lets the CRS policy finish the turn alone. Past
+results in the typed state. When the controller stops calling tools, `finish` has the reply written:
+with a `writer` (an llm.inference.LLM, the instruction-tuned LLM; PolicyConfig.reply_writer "llm")
+by its response skill from the attribute values or the item the CRS tools gave, as the paper's
+CRS-assisted response generation does. The controller's own text is then not generated past the
+first tokens that show it is no tool call (so text before a tool call, which the traces never teach,
+counts as a reply), and the written reply takes its place in the history. Without a writer, the
+controller's own text is the reply. The fallback (logged) lets the CRS policy finish the turn alone. Past
 PolicyConfig.max_questions (or when no new attribute is left) select_attribute_to_ask refuses and
 says to recommend; a reply that still recommends nothing goes to the fallback.
 """
@@ -20,18 +26,19 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from tools.crs_tools import make_crs_tools
 from tools.dialogue import questions_asked, turn_record, utterances
+from tools.llm_tools import make_llm_tools
 from uneed.corpus import Item
 from uneed.schema import STAFF, STAFF_ASK, STAFF_EXPLAIN, STAFF_RECOMMEND, USER
 
 from .crs_policy import CRSPolicy, present
 from .nodes import message_text, receive
-from .policy import PolicyConfig, accepts_recommendation, event, needs_of
+from .policy import PolicyConfig, accepts_recommendation, call_tool, event, needs_of
 from .prompts import controller_messages
 from .state import AgentState
 
@@ -52,9 +59,13 @@ def _turn_tool_messages(state: Mapping[str, Any], turn: bool = False) -> list[To
 
 
 def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg: PolicyConfig | None = None,
-                    attributes: set[str] | None = None, checkpointer: Any = None):
+                    attributes: set[str] | None = None, checkpointer: Any = None, writer: Any = None):
     cfg = cfg or PolicyConfig()
     tools = make_crs_tools(crs, catalog, attributes, max_questions=cfg.max_questions)
+    if writer is not None and "reply_text" in type(chat_model).model_fields:
+        # the controller's reply text is not used: its generation stops once it is no tool call
+        chat_model = chat_model.model_copy(update={"reply_text": False})
+    write_reply = {t.name: t for t in make_llm_tools(writer, catalog)}["llm_respond"] if writer is not None else None
     controller_model = chat_model.bind_tools(tools)
     crs_only = CRSPolicy(crs, catalog, cfg)
 
@@ -71,7 +82,7 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
         last = state["messages"][-1]
         if last.tool_calls:
             return "step bound reached" if state.get("steps", 0) > cfg.max_tool_steps else None
-        if getattr(last, "invalid_tool_calls", None) or not message_text(last).strip():
+        if getattr(last, "invalid_tool_calls", None) or (write_reply is None and not message_text(last).strip()):
             return "no parsable call or reply"
         if not _turn_tool_messages(state, turn=True):  # the traces teach extract_needs at every user turn
             return "a reply without consulting the CRS tools"
@@ -113,16 +124,38 @@ def build_llm_graph(chat_model: Any, crs: Any, catalog: Mapping[str, Item], cfg:
 
     def finish(state: Mapping[str, Any]) -> dict[str, Any]:
         pending = state.get("pending") or {}
-        text = message_text(state["messages"][-1]).strip()
-        mentioned = [i for i in state.get("candidates", []) if i in text]
-        items = mentioned or list(pending.get("items", []))
-        reply = text if mentioned or not items else present(text, items)
-        attributes = list(pending.get("attributes", [])) if not items else []
-        act = STAFF_RECOMMEND if items else (STAFF_ASK if attributes else STAFF_EXPLAIN)
+        last = state["messages"][-1]
+        text = message_text(last).strip()
+        events = []
+        if write_reply is not None:
+            items = list(pending.get("items", []))
+            attributes = list(pending.get("attributes", [])) if not items else []
+            act = STAFF_RECOMMEND if items else (STAFF_ASK if attributes else STAFF_EXPLAIN)
+            content, artifact = call_tool(write_reply, state, attributes=attributes, items=items)
+            events.append(event("respond:llm", tool="llm_respond", args={"attributes": attributes, "items": items},
+                                result=content))
+            if not artifact["reply"].strip():
+                log.warning("graph 1: the LLM wrote no reply (nothing parsable): the CRS writes this one")
+                update = crs_only.respond({**state, "pending": {"attributes": attributes, "items": items, "act": act}})
+                update["events"] = events + [event("fallback", reason="the LLM wrote no reply")] + update["events"]
+                update["recommended"] = items
+                # the reply takes the place of the controller's cut-off text in the history it reads next turn
+                update["messages"] = [AIMessage(content=update["reply"], id=last.id)]
+                return update
+            reply = present(artifact["reply"], items)
+        else:
+            mentioned = [i for i in state.get("candidates", []) if i in text]
+            items = mentioned or list(pending.get("items", []))
+            reply = text if mentioned or not items else present(text, items)
+            attributes = list(pending.get("attributes", [])) if not items else []
+            act = STAFF_RECOMMEND if items else (STAFF_ASK if attributes else STAFF_EXPLAIN)
         asked = sorted({a.partition("：")[0] for a in attributes})
-        return {"reply": reply, "recommended": items,
-                "transcript": [turn_record(STAFF, reply, act, tags=attributes, asked=asked, items=items)],
-                "pending": {"attributes": [], "items": []}, "events": [event("finish", reply=reply)]}
+        update = {"reply": reply, "recommended": items,
+                  "transcript": [turn_record(STAFF, reply, act, tags=attributes, asked=asked, items=items)],
+                  "pending": {"attributes": [], "items": []}, "events": events + [event("finish", reply=reply)]}
+        if write_reply is not None:  # the written reply replaces the controller's cut-off text in the history
+            update["messages"] = [AIMessage(content=reply, id=last.id)]
+        return update
 
     def fallback(state: Mapping[str, Any]) -> dict[str, Any]:
         last = state["messages"][-1]

@@ -48,6 +48,10 @@ class PolicyConfig:
     recommend_k: int = 3  # items shown in one recommendation
     candidate_k: int = 20  # items the LLM chooses among (A-T)
     max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
+    # graph 1: who writes the reply once the controller has decided (called its tools and stopped):
+    # "llm", the instruction-tuned LLM's response skill given the CRS's attribute or item (the paper's
+    # CRS-assisted response generation); "controller", the controller's own free text
+    reply_writer: str = "llm"
 
 
 ACCEPT_WORDS = ("就这款", "就这个", "就这件", "就这双", "就这台", "就这部", "就它", "就要这款", "就要这个", "要这款",

@@ -43,11 +43,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for kind in ("llm", "crs"):
         assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
-        llm = assistant.models["llm"]
         replay_graph(assistant, points[:2], corpus, 1, progress=False)  # warm-up
-        llm.bare_decoding = False
+        for llm in assistant.llms:
+            llm.bare_decoding = False
         base = replay_graph(assistant, points, corpus, 1, progress=False)
-        llm.bare_decoding = True
+        for llm in assistant.llms:
+            llm.bare_decoding = True
         seq = replay_graph(assistant, points, corpus, 1, progress=False)
         bat = replay_graph(assistant, points, corpus, args.workers, progress=False)
 

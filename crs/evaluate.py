@@ -10,7 +10,7 @@ Scores per task, overall and per category (the dialogue's domain):
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, object] | None = None,
                    tasks: Iterable[str] = TASKS, max_per_task: int | None = None,
-                   items: Mapping[str, Item] | None = None,
-                   respond_facts: bool = False) -> tuple[list[TaskSample], list[CRSExample]]:
-    """Samples of a split and their CRS sequences (with the LLM's predictions when given).
+                   items: Mapping[str, Item] | None = None, respond_facts: bool = False,
+                   select: Callable[[TaskSample], bool] | None = None) -> tuple[list[TaskSample], list[CRSExample]]:
+    """Samples of a split and their CRS sequences (with the LLM's predictions when given); `select`
+    keeps some (e.g. one cross-fitting fold).
 
     Recommendation samples without candidates are left out (they cannot be ranked)."""
-    samples = [s for s in build_samples(corpus, split, tasks) if s.task != "recommend" or s.candidates]
+    samples = [s for s in build_samples(corpus, split, tasks) if (s.task != "recommend" or s.candidates)
+               and (select is None or select(s))]
     if max_per_task is not None:
         seen: dict[str, int] = {}
         kept = []

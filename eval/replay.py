@@ -290,7 +290,7 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
     from .batching import CallBatcher, batch_models, run_concurrently
 
     batcher = CallBatcher()
-    batch_models(batcher, [assistant.models.get("crs")], [assistant.models.get("llm")])
+    batch_models(batcher, [assistant.models.get("crs")], assistant.llms)
     kind = assistant.kind
     bar = None
     if progress:
@@ -371,7 +371,10 @@ def render_markdown(report: dict) -> str:
              f"{report['points']} replay points (user message → staff block) from {report['dialogues']} dialogues. "
              + (f"Gold items missing from item_kg.txt: {report['missing_items']} (reported, not fatal). "
                 if report["missing_items"] else "")
-             + (f"Gold items the CRS catalog lacks: {report['unknown_to_catalog']}." if report["unknown_to_catalog"]
+             + (f"Gold items the CRS catalog lacks: {report['unknown_to_catalog']}. " if report["unknown_to_catalog"]
+                else "")
+             + ("Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "llm")
+                                                      == "llm" else "its controller.") if "llm" in report["graphs"]
                 else ""), ""]
     lines += ["## All categories", "", "| graph | turns | " + " | ".join(SHORT[m] for m in METRICS) + " | turns/s |",
               "|---" * (len(METRICS) + 3) + "|"]
@@ -515,10 +518,13 @@ class ReplayArgs:
                                                       "1: one after the other"})
     max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
+    reply_writer: str = field(default="llm", metadata={"help": "graph 1's replies: llm (the instruction-tuned LLM "
+                                                              "writes them) | controller (its own text)"})
 
 
 def replay(args: ReplayArgs) -> dict:
     from agent.assistant import GRAPHS, Assistant, memory_checkpointer
+    from agent.policy import PolicyConfig
     from uneed.corpus import load_corpus
 
     kinds = list(GRAPHS) if args.graph == "both" else [args.graph]
@@ -542,9 +548,10 @@ def replay(args: ReplayArgs) -> dict:
                     "skipped", len(missing), args.data, ", ".join(missing[:3]))
     report: dict[str, Any] = {"run": str(args.run), "data": str(args.data), "split": args.split, "points": len(points),
                               "dialogues": len({p.sid for p in points}), "missing_items": len(missing),
-                              "graphs": {}}
+                              "reply_writer": args.reply_writer, "graphs": {}}
     for kind in kinds:
-        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
+        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer(),
+                                       policy=PolicyConfig(reply_writer=args.reply_writer))
         # the replayed corpus's knowledge first, the run's for the rest (the graph's tools read the run's)
         merged = Corpus(corpus.dialogues, {**assistant.corpus.items, **corpus.items}, corpus.behaviours)
         report["unknown_to_catalog"] = sum(i not in assistant.models["crs"].catalog for i in gold_items)

@@ -272,7 +272,10 @@ def render_markdown(report: dict) -> str:
     pols = report["policies"]
     lines = [f"# Simulated shoppers against `{report['run']}`", "",
              f"{report['episodes']} episodes (seed {report['seed']}, at most {report['max_turns']} agent turns each), "
-             "the same episodes for every policy.", "",
+             "the same episodes for every policy"
+             + (". Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "llm")
+                                                         == "llm" else "its controller.")
+                if "graph llm" in pols else "."), "",
              "| policy | episodes | " + " | ".join(c for _, c in COLUMNS) + " | seconds |",
              "|---" * (len(COLUMNS) + 3) + "|"]
     for name, p in pols.items():
@@ -329,6 +332,8 @@ class SimulateArgs:
     workers: int = field(default=16, metadata={"help": "episodes run at once (their model calls are batched)"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/simulate)"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
+    reply_writer: str = field(default="llm", metadata={"help": "graph 1's replies: llm (the instruction-tuned LLM "
+                                                              "writes them) | controller (its own text)"})
 
 
 def simulate(args: SimulateArgs) -> dict:
@@ -347,15 +352,17 @@ def simulate(args: SimulateArgs) -> dict:
         episodes = sample_episodes(corpus, args.episodes, args.seed, args.split)
     except ValueError as exc:
         raise PresalesError(str(exc)) from None
-    report: dict[str, Any] = {"run": str(args.run), "episodes": len(episodes), "max_turns": args.max_turns,
+    report: dict[str, Any] = {"run": str(args.run), "reply_writer": args.reply_writer, "episodes": len(episodes),
+                              "max_turns": args.max_turns,
                               "seed": args.seed, "policies": {}}
     crs_alone = None
     for kind in kinds:
-        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
+        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer(),
+                                       policy=PolicyConfig(reply_writer=args.reply_writer))
         log.info("simulating %d episodes with %s", len(episodes), GRAPH_NAMES[kind])
         report["policies"][f"graph {kind}"] = simulate_policy(
             GraphPolicy(assistant), episodes, corpus.items, args.max_turns, args.workers,
-            [assistant.models["crs"]], [assistant.models["llm"]], args.progress)
+            [assistant.models["crs"]], assistant.llms, args.progress)
         if kind == "llm":
             crs_alone = assistant.models["crs"]  # graph 1 recommends with the plain CRS
     if args.references:

@@ -29,6 +29,9 @@ METHODS = [
     ("LLM", "llm/test_metrics.json", ("metrics",)),
     ("LLM assisting CRS", "crs-llm/test_metrics.json", ("test",)),
     ("CRS assisting LLM", "llm-crs/test_metrics.json", ("metrics",)),
+    # scripts/cross_fit.sh: the same receivers trained on out-of-fold partner predictions of the train split
+    ("LLM assisting CRS, cross-fitted", "crs-llm-xfit/test_metrics.json", ("test",)),
+    ("CRS assisting LLM, cross-fitted", "llm-crs-xfit/test_metrics.json", ("metrics",)),
 ]
 TABLES = [
     ("understand", "Table 1: pre-sales dialogue understanding (P / R / F1)"),

@@ -183,6 +183,9 @@ class PresalesChatModel(BaseChatModel):
     llm: Any = Field(exclude=True)  # an llm.inference.LLM
     max_new_tokens: int = 128
     tool_format: str = "json"  # how bound tools are shown: json | compact (see render_tools)
+    # False: the caller reads only tool calls (graph 1 when the instruction-tuned LLM writes the replies),
+    # so with tools bound a generation ends as soon as it does not open with a tool call
+    reply_text: bool = True
 
     @classmethod
     def from_path(cls, path: str, **kwargs: Any) -> "PresalesChatModel":
@@ -233,7 +236,9 @@ class PresalesChatModel(BaseChatModel):
         if dropped:
             log.info("dropped the %d oldest messages to fit the prompt into %d tokens", dropped, budget)
         prompt = render_messages(messages, tools, template, self.tool_format) + prefix
-        raw = prefix + self.llm.generate([prompt], max_new_tokens=self.max_new_tokens)[0]
+        opening = TOOL_OPEN if tools and not prefix and not self.reply_text else None
+        raw = prefix + self.llm.generate([prompt], max_new_tokens=self.max_new_tokens,
+                                         stop_unless_opens_with=opening)[0]
         for s in stop or []:
             if s and s in raw:
                 raw = raw[: raw.index(s)]

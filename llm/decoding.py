@@ -138,9 +138,11 @@ class LeanQwen2:
             x = x + F.linear(F.silu(gate) * up, down_w)
         return x
 
-    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id, pad_token_id: int):
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id, pad_token_id: int,
+                 stop_row=None):
         """[B, T + n] like `model.generate(..., do_sample=False)`: the prompt, then greedy tokens,
-        `pad_token_id` after a row's end-of-sequence token, n <= max_new_tokens."""
+        `pad_token_id` after a row's end-of-sequence token, n <= max_new_tokens. `stop_row(row, ids)`,
+        if given, is asked after each token with the row's new token ids and ends the row on True."""
         import torch
 
         model = self.model
@@ -186,6 +188,11 @@ class LeanQwen2:
                 token = torch.where(finished, torch.full_like(token, pad_token_id), token)
                 new.append(token)
                 finished |= torch.isin(token, eos)
+                if stop_row is not None:
+                    ids_so_far = torch.stack(new, dim=1).tolist()
+                    for row in range(b):
+                        if not finished[row] and stop_row(row, ids_so_far[row]):
+                            finished[row] = True
                 if bool(finished.all()) or len(new) == max_new_tokens:
                     break
                 blocked[:, 0, 0, step] = 0.0

@@ -83,6 +83,36 @@ def make_sample(task: str, context: Sequence[Utterance] = (), current: Utterance
                       needs=list(needs), asked=list(asked), items=list(items), candidates=list(candidates))
 
 
+def _opening_check(tokenizer, opening: str):
+    """stop_row(row, new_ids) for LLM.generate: True once the row's text can no longer open with `opening`."""
+    opened: set[int] = set()
+    opening = opening.lstrip()
+
+    def stop_row(row: int, new_ids: list[int]) -> bool:
+        if row in opened:
+            return False
+        text = tokenizer.decode(new_ids, skip_special_tokens=True).lstrip()
+        if text.startswith(opening):
+            opened.add(row)
+            return False
+        return not opening.startswith(text)
+
+    return stop_row
+
+
+class _RowStop:
+    """A transformers stopping criterion over a stop_row callback (model.generate's path)."""
+
+    def __init__(self, stop_row, prompt_width: int):
+        self.stop_row, self.width = stop_row, prompt_width
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.width:].tolist()
+        return torch.tensor([self.stop_row(r, ids) for r, ids in enumerate(new)], device=input_ids.device)
+
+
 class LLM:
     """A causal LM plus the prompt settings it was fine-tuned with."""
 
@@ -153,9 +183,11 @@ class LLM:
         return int(self.settings.max_length)
 
     def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
-                 progress: bool = False) -> list[str]:
+                 progress: bool = False, stop_unless_opens_with: str | None = None) -> list[str]:
         """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
-        max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises."""
+        max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises.
+        stop_unless_opens_with: a continuation ends as soon as its text (leading spaces aside) can no
+        longer open with this string (e.g. a caller that only reads tool calls)."""
         import torch
 
         if isinstance(prompts, str):
@@ -185,6 +217,7 @@ class LLM:
             bar = progress_bar(total=len(encoded), desc="generate", leave=False)
         lean = lean_decoder(self.model) if self.bare_decoding and self.device.type == "cpu" else None
         for batch in batches:
+            stop_row = _opening_check(tok, stop_unless_opens_with) if stop_unless_opens_with else None
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -193,12 +226,17 @@ class LLM:
                 ids[row, width - n:] = torch.tensor(encoded[i])
                 mask[row, width - n:] = 1
             if lean is not None:
-                gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad)
+                gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row)
             else:
+                extra = {}
+                if stop_row is not None:
+                    from transformers import StoppingCriteriaList
+
+                    extra["stopping_criteria"] = StoppingCriteriaList([_RowStop(stop_row, width)])
                 with torch.inference_mode(), autocast(self.device):
                     gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                              use_cache=True, pad_token_id=pad, eos_token_id=eos)
+                                              use_cache=True, pad_token_id=pad, eos_token_id=eos, **extra)
             for row, i in enumerate(batch):
                 out[i] = tok.decode(gen[row, width:].tolist(), skip_special_tokens=True)
             if bar is not None:

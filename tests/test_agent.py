@@ -189,6 +189,42 @@ def test_controller_that_calls_well_finishes_its_turns(agent_run, corpus, script
     assert [e["node"] for e in closed.events if e["node"] in ("close", "controller")] == ["close"]
 
 
+def test_the_instruction_tuned_llm_writes_the_replies_from_the_controllers_decision(agent_run, corpus, script):
+    """With a writer (PolicyConfig.reply_writer 'llm', the default of Assistant.from_run), the controller
+    decides and the LLM's response skill writes the reply from the attribute or item the CRS gave."""
+    from agent.graph_llm import build_llm_graph
+    from crs.inference import CRS
+    from llm.inference import LLM
+
+    graph = build_llm_graph(_CallingController(replies=[]), CRS.load(agent_run / "crs"), corpus.items,
+                            PolicyConfig(min_needs=2, max_questions=2), checkpointer=memory_checkpointer(),
+                            writer=LLM.load(agent_run / "llm"))
+    assistant = Assistant(graph, corpus, "llm")
+    domain, users = script
+    first = assistant.send(users[0], thread_id="writer", category=domain)
+    second = assistant.send(users[1], thread_id="writer")
+    for turn in (first, second):
+        written = [e for e in turn.events if e["node"] == "respond:llm"]
+        assert len(written) == 1, [e["node"] for e in turn.events]
+        assert "为您找到了这些哦" not in turn.reply  # not the controller's own text
+        nodes = [e["node"] for e in turn.events]
+        if "fallback" in nodes:  # the tiny LLM wrote nothing parsable: the CRS wrote the reply, and said so
+            assert written[0]["result"].strip() == "" and nodes[-1] == "respond"
+        else:
+            assert nodes[-1] == "finish" and written[0]["result"] in turn.reply
+    asked = first.state["transcript"][-1]
+    assert written_args(first)["attributes"] == asked["tags"] and asked["tags"] and not written_args(first)["items"]
+    shown = second.state["recommended"]
+    assert written_args(second)["items"] == shown and shown[0] in second.reply
+    # the history the controller reads next turn holds the replies it was answered with, not its cut-off text
+    said = [m.content for m in second.state["messages"] if isinstance(m, AIMessage) and not m.tool_calls]
+    assert said == [first.reply, second.reply]
+
+
+def written_args(turn):
+    return next(e for e in turn.events if e["node"] == "respond:llm")["args"]
+
+
 def test_threads_are_isolated_and_have_history(crs_assistant):
     a = crs_assistant.send("有没有补水的面膜", thread_id="iso-a", category="美妆行业")
     b = crs_assistant.send("想买个滚筒洗衣机", thread_id="iso-b", category="大家电行业")

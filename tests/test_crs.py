@@ -407,3 +407,24 @@ def test_padding_to_a_gpu_multiple_changes_no_answer(tiny_crs, tiny_corpus, monk
     monkeypatch.setattr("crs.inference.collate", spy)
     assert answers() == tight
     assert widths and all(w % 64 == 0 for w in widths)
+
+
+def test_cross_fitting_predicts_only_the_held_out_fold_of_the_train_split(tiny_corpus_dir, tiny_corpus, tmp_path,
+                                                                          capsys):
+    from uneed.tasks import fold_of, parse_cross_fit, split_by_fold
+
+    out = tmp_path / "fold1"
+    fast = [a if a != "test" else "train" for a in FAST]  # --predict-splits train
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "1",
+                       "--cross-fit", "1/2", *fast]) == 0
+    train = [s for s in build_samples(tiny_corpus, "train") if s.task != "recommend" or s.candidates]
+    predicted = {json.loads(line)["key"] for line in (out / "predictions_train.jsonl").read_text().splitlines()}
+    assert predicted == {s.key for s in train if fold_of(s.sid, 2) == 1}
+    # the folds split dialogues, not samples, and are the same every time
+    kept, held = split_by_fold(train, parse_cross_fit("1/2"))
+    assert not {s.sid for s in kept} & {s.sid for s in held} and len(kept) + len(held) == len(train)
+    for bad in ("1", "2/2", "-1/2", "0/1", "a/b"):
+        with pytest.raises(PresalesError, match="--cross-fit must be"):
+            parse_cross_fit(bad)
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "x"), "--cross-fit", "0/2", *FAST]) == 2
+    assert "add train to --predict-splits" in capsys.readouterr().err

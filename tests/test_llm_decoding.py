@@ -84,3 +84,19 @@ def test_llm_generate_gives_the_same_text_both_ways():
     bare = llm.generate(prompts, max_new_tokens=16, batch_size=2)
     llm.bare_decoding = False
     assert llm.generate(prompts, max_new_tokens=16, batch_size=2) == bare
+
+
+@pytest.mark.parametrize("bare", [True, False])
+def test_a_continuation_that_cannot_open_as_asked_stops_there(bare):
+    tok = build_tokenizer(["有没有保湿的面霜", "预算三百以内", "亲亲，请问是什么肤质呢"])
+    torch.manual_seed(0)
+    from llm.model import build_embedded_model
+
+    llm = LLM(build_embedded_model(tok, "tiny"), tok, PromptSettings(max_length=256))
+    llm.bare_decoding = bare
+    free = llm.generate(["有没有保湿的面霜"], max_new_tokens=12)[0].lstrip()
+    assert len(free) >= 6
+    # followed for 3 characters, then the 4th departs: the continuation ends with that character
+    assert llm.generate(["有没有保湿的面霜"], max_new_tokens=12, stop_unless_opens_with=free[:3] + "\x00")[0].lstrip() == free[:4]
+    # an opening it follows whole: nothing is cut
+    assert llm.generate(["有没有保湿的面霜"], max_new_tokens=12, stop_unless_opens_with=free[:5])[0].lstrip() == free

@@ -13,7 +13,7 @@ from training import llm as train_llm
 from training import llm_base
 from uneed.corpus import load_corpus
 from uneed.errors import PresalesError
-from uneed.tasks import Utterance, build_samples, read_predictions
+from uneed.tasks import Utterance, build_samples, fold_of, read_predictions
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -225,3 +225,24 @@ def test_task_methods_and_empty_inputs(tiny_llm, corpus, caplog):
     assert isinstance(tiny_llm.respond([make_sample("respond", ctx[:1], needs=[("品类", "面霜")])])[0], str)
     rows = tiny_llm.predict(build_samples(corpus, "test")[:6], corpus.items)
     assert all({"key", "task", "prediction"} <= set(r) for r in rows)
+
+
+def test_cross_fitting_trains_without_the_held_out_fold_and_predicts_only_it(base_run, tiny_corpus_dir, corpus,
+                                                                             tmp_path):
+    out = tmp_path / "fold0"
+    assert train_llm.main(["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
+                           str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0",
+                           "--max-test-samples", "1", "--max-train-samples", "0", "--predict-splits",
+                           "--cross-fit", "0/2", "--out", str(out)]) == 0
+    train = [s for s in build_samples(corpus, "train") if s.task != "recommend" or s.candidates]
+    held = {s.key for s in train if fold_of(s.sid, 2) == 0}
+    assert held and len(held) < len(train)
+    predicted = {json.loads(line)["key"] for line in (out / "predictions_train.jsonl").read_text().splitlines()}
+    assert predicted == held
+    stats = json.loads((out / "data_stats.json").read_text())["cross_fit"]
+    trained_on = set(stats["train_dialogues"])
+    assert trained_on and not trained_on & {s.sid for s in train if fold_of(s.sid, 2) == 0}
+    assert trained_on == {s.sid for s in train if fold_of(s.sid, 2) == 1}
+    with pytest.raises(PresalesError, match="--cross-fit must be"):
+        train_llm.main(["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--out", str(tmp_path / "x"),
+                        "--cross-fit", "2/2"])

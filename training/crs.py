@@ -42,7 +42,7 @@ from uneed.errors import ModelLoadError, PresalesError
 from uneed.logs import progress_bar, setup_logging
 from uneed.metrics import evaluate, rank_of
 from uneed.replies import item_values
-from uneed.tasks import build_samples, read_predictions, write_predictions
+from uneed.tasks import build_samples, fold_of, parse_cross_fit, read_predictions, write_predictions
 from uneed.vocab import unknown_rate
 
 log = logging.getLogger("training.crs")
@@ -133,6 +133,9 @@ class CRSTrainArgs:
                                       metadata={"help": "splits the best model predicts at the end"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
                                                                             "split (smoke runs)"})
+    cross_fit: str = field(default="", metadata={"help": "i/K: train on the train dialogues outside fold i of K and "
+                                                       "predict only fold i of the train split (out-of-fold partner "
+                                                       "predictions, scripts/cross_fit.sh)"})
     context: str = field(default="own", metadata={"help": "what earlier turns carry in the final predictions: own "
                                                          "(the CRS's own reading of them) | gold (their annotations)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -237,9 +240,15 @@ class Trainer:
                                 "last epoch instead of the best)")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
         facts = model_config(args).respond_facts
+        self.cross_fit = parse_cross_fit(args.cross_fit)
+        if self.cross_fit and "train" not in args.predict_splits:
+            raise PresalesError("--cross-fit: add train to --predict-splits (the held-out fold is what it is for)")
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
                                                                  max_per_task=args.max_train_samples,
-                                                                 respond_facts=facts)
+                                                                 respond_facts=facts, select=self._in_training)
+        if self.cross_fit:
+            log.info("cross-fitting fold %d of %d: training on %d train samples", *self.cross_fit,
+                     len(self.train_samples))
         self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
         if not self.train_examples:
             raise PresalesError(f"{args.data}: no training samples could be built from the train split")
@@ -248,6 +257,9 @@ class Trainer:
             log.info("LLM predictions for %d of %d train samples", hit, len(self.train_examples))
             if hit == 0:
                 raise PresalesError(f"{args.llm_predictions}: none of its keys match a train sample of {args.data}")
+
+    def _in_training(self, sample) -> bool:
+        return self.cross_fit is None or fold_of(sample.sid, self.cross_fit[1]) != self.cross_fit[0]
 
     def build_model(self) -> None:
         args = self.args
@@ -488,7 +500,9 @@ class Trainer:
         for split in args.predict_splits:
             if split not in ("train", "valid", "test"):
                 raise PresalesError(f"--predict-splits: unknown split {split!r}")
-            samples, examples = split_examples(self.corpus, split, self.llm, max_per_task=args.max_predict_samples)
+            held_out = None if split != "train" or not self.cross_fit else (lambda s: not self._in_training(s))
+            samples, examples = split_examples(self.corpus, split, self.llm, max_per_task=args.max_predict_samples,
+                                               select=held_out)
             if not samples:
                 continue
             t0 = time.time()

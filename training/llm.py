@@ -107,6 +107,9 @@ class LLMTrainArgs:
     max_test_samples: int = field(default=0, metadata={"help": "test samples scored at the end (0: all)"})
     predict_splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     predict_train: int = field(default=0, metadata={"help": "also predict N train samples (-1: all, 0: none)"})
+    cross_fit: str = field(default="", metadata={"help": "i/K: train on the train dialogues outside fold i of K and "
+                                                       "predict all train samples of fold i (out-of-fold partner "
+                                                       "predictions, scripts/cross_fit.sh; replaces --predict-train)"})
     merge: bool = field(default=False, metadata={"help": "also save base + adapter merged to RUN/merged"})
     max_minutes: float = field(default=10.0, metadata={"help": "stop training after this many minutes (0: no limit)"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimizer steps (0: no limit; for smoke "
@@ -211,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm.inference import LLM
     from llm.model import count_parameters, load_base, resolve_base_dir, save_llm_config
     from uneed.corpus import load_corpus
-    from uneed.tasks import build_samples, write_predictions
+    from uneed.tasks import build_samples, parse_cross_fit, split_by_fold, write_predictions
 
     unknown = set(args.tasks) - set(ALL_TASKS)
     if unknown:
@@ -233,15 +236,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not base_dir.exists():
         raise PresalesError(f"--base-model {args.base_model}: no such directory (run `presales train llm-base` "
                             "first, or pass a local Hugging Face model directory)")
+    cross_fit = parse_cross_fit(args.cross_fit)
+    if cross_fit and args.predict_train:
+        raise PresalesError("--cross-fit predicts the held-out fold of the train split; leave --predict-train at 0")
     corpus = load_corpus(args.data, skip_invalid=args.skip_invalid)
     splits = {s: [x for x in build_samples(corpus, s, args.tasks) if x.task != "recommend" or x.candidates]
               for s in ("train", "valid", "test")}
-    train_samples = limit(splits["train"], args.max_train_samples, args.seed)
+    train_pool, held_out = split_by_fold(splits["train"], cross_fit)
+    if cross_fit:
+        log.info("cross-fitting fold %d of %d: training on %d train samples, predicting the %d held out",
+                 cross_fit[0], cross_fit[1], len(train_pool), len(held_out))
+    train_samples = limit(train_pool, args.max_train_samples, args.seed)
     if not train_samples:
         raise PresalesError(f"{args.data}: no training samples for tasks {args.tasks}")
     crs_all = load_crs_predictions(args.crs_predictions) if args.crs_predictions else None
     crs_stats: dict = {}
-    crs = {s: attach_crs(splits[s] if s != "train" else train_samples, crs_all, s, crs_stats) for s in splits}
+    crs = {s: attach_crs(splits[s] if s != "train" else train_samples + held_out, crs_all, s, crs_stats)
+           for s in splits}
 
     dtype = torch.bfloat16 if use_bf16 and device.type == "cuda" else None
     model, tokenizer = load_base(base_dir, trust_remote_code=args.trust_remote_code, dtype=dtype)
@@ -264,7 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              len(valid_ex), vcut)
     run.write_json("data_stats.json", {"train": counts, "train_cut": cut, "valid": len(valid_ex), "valid_cut": vcut,
                                        "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
-                                       "crs_predictions": crs_stats})
+                                       "crs_predictions": crs_stats,
+                                       "cross_fit": {"fold": cross_fit[0], "folds": cross_fit[1],
+                                                     "train_dialogues": sorted({x.sid for x in train_samples}),
+                                                     "held_out": len(held_out)} if cross_fit else None})
 
     targets = args.lora_targets[0] if args.lora_targets == ["all-linear"] else list(args.lora_targets)
     full = args.lora_r == 0  # full fine-tuning: the checkpoints are whole models, not adapters
@@ -383,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         predict["valid"] = splits["valid"]
     if args.predict_train:
         predict["train"] = splits["train"] if args.predict_train < 0 else splits["train"][: args.predict_train]
+    if cross_fit:
+        predict["train"] = held_out
     for split, samples in predict.items():
         metrics, rows = evaluate_llm(llm, samples, corpus.items, crs[split], batch_size=args.eval_batch_size,
                                      progress=args.progress, cue_samples=[s for s in splits["train"] if s.task == "respond"])

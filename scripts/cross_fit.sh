@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Both collaborations again, with out-of-fold partner predictions of the train split (k-fold cross-fitting),
+# beside the in-sample ones of the main job, in the same tables. Run it after scripts/run_default.sh:
+#   OUT=runs/default FOLDS=2 bash scripts/cross_fit.sh        (PROFILE=tiny|gpu as in run_default.sh)
+# For each fold i of K (a hash of the dialogue id, uneed/tasks/folds.py) an LLM and a CRS train on the
+# other folds' dialogues and predict fold i's train samples; the receivers then train on those predictions
+# (only for the train samples the main job's receivers had partner predictions for, so both variants see
+# the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
+# Time: K LLM and K CRS trainings plus two receivers, about 90 minutes on 2 CPU cores for the default profile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${PROFILE:-default}
+case "$PROFILE" in
+  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml ;;
+  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml ;;
+  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml ;;
+  *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
+esac
+OUT=${OUT:-runs/$PROFILE}
+FOLDS=${FOLDS:-2}
+for need in agent.yaml llm-base/model/config.json llm/predictions_train.jsonl crs/predictions_train.jsonl; do
+  [ -e "$OUT/$need" ] || { echo "error: $OUT/$need is missing: run scripts/run_default.sh first" >&2; exit 2; }
+done
+DATA=$(sed -n 's/^data: //p' "$OUT/agent.yaml")
+XFIT="$OUT/xfit"
+mkdir -p "$XFIT"
+
+step() { echo; echo "=== $* ==="; }
+done_() { [ -f "$1/test_metrics.json" ]; }  # a finished step is not run again
+
+for ((i = 0; i < FOLDS; i++)); do
+  step "fold $i of $FOLDS: the LLM and the CRS trained without it, predicting it → $XFIT/{llm,crs}-$i"
+  done_ "$XFIT/llm-$i" || presales train llm --data "$DATA" --out "$XFIT/llm-$i" \
+      --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --cross-fit "$i/$FOLDS" --predict-splits test
+  done_ "$XFIT/crs-$i" || presales train crs --data "$DATA" --out "$XFIT/crs-$i" --config "$CRS_CONFIG" \
+      --cross-fit "$i/$FOLDS" --predict-splits train
+done
+
+step "out-of-fold predictions (train) + the main job's partners' valid/test predictions → $XFIT/*_oof.jsonl"
+python - "$OUT" "$XFIT" "$FOLDS" <<'EOF'
+import json, sys
+from pathlib import Path
+
+out, xfit, folds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+for partner in ("llm", "crs"):
+    in_sample = {json.loads(line)["key"] for line in open(out / partner / "predictions_train.jsonl", encoding="utf-8")}
+    train = [line for i in range(folds)
+             for line in open(xfit / f"{partner}-{i}" / "predictions_train.jsonl", encoding="utf-8")
+             if json.loads(line)["key"] in in_sample]
+    rows = list(train)
+    for split in ("valid", "test"):
+        path = out / partner / f"predictions_{split}.jsonl"
+        if path.is_file():
+            rows += open(path, encoding="utf-8").readlines()
+    (xfit / f"{partner}_oof.jsonl").write_text("".join(rows), encoding="utf-8")
+    print(f"{partner}: out-of-fold predictions for {len(train)} of the {len(in_sample)} train samples "
+          f"the in-sample file has; {len(rows) - len(train)} valid/test rows of {out / partner}")
+EOF
+
+step "LLM assisting CRS, cross-fitted → $OUT/crs-llm-xfit"
+done_ "$OUT/crs-llm-xfit" || presales train crs --data "$DATA" --out "$OUT/crs-llm-xfit" --config "$CRS_CONFIG" \
+    --llm-predictions "$XFIT/llm_oof.jsonl" --predict-splits test
+
+step "CRS assisting LLM, cross-fitted → $OUT/llm-crs-xfit"
+done_ "$OUT/llm-crs-xfit" || presales train llm --data "$DATA" --out "$OUT/llm-crs-xfit" \
+    --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --crs-predictions "$XFIT/crs_oof.jsonl" \
+    --predict-splits test
+
+step "the paper's tables, in-sample and cross-fitted → $OUT/tables.md"
+presales eval tables --run "$OUT" --out "$OUT/tables.md"
+cat "$OUT/tables.md"
