@@ -373,7 +373,7 @@ def render_markdown(report: dict) -> str:
                 if report["missing_items"] else "")
              + (f"Gold items the CRS catalog lacks: {report['unknown_to_catalog']}. " if report["unknown_to_catalog"]
                 else "")
-             + ("Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "llm")
+             + ("Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "controller")
                                                       == "llm" else "its controller.") if "llm" in report["graphs"]
                 else ""), ""]
     lines += ["## All categories", "", "| graph | turns | " + " | ".join(SHORT[m] for m in METRICS) + " | turns/s |",
@@ -518,8 +518,9 @@ class ReplayArgs:
                                                       "1: one after the other"})
     max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
-    reply_writer: str = field(default="llm", metadata={"help": "graph 1's replies: llm (the instruction-tuned LLM "
-                                                              "writes them) | controller (its own text)"})
+    reply_writer: str = field(default="controller", metadata={"help": "graph 1's replies: controller (its own "
+                                                                     "text) | llm (the instruction-tuned LLM "
+                                                                     "writes them)"})
 
 
 def replay(args: ReplayArgs) -> dict:

@@ -273,7 +273,7 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Simulated shoppers against `{report['run']}`", "",
              f"{report['episodes']} episodes (seed {report['seed']}, at most {report['max_turns']} agent turns each), "
              "the same episodes for every policy"
-             + (". Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "llm")
+             + (". Graph 1's replies are written by " + ("the instruction-tuned LLM." if report.get("reply_writer", "controller")
                                                          == "llm" else "its controller.")
                 if "graph llm" in pols else "."), "",
              "| policy | episodes | " + " | ".join(c for _, c in COLUMNS) + " | seconds |",
@@ -332,8 +332,9 @@ class SimulateArgs:
     workers: int = field(default=16, metadata={"help": "episodes run at once (their model calls are batched)"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/simulate)"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
-    reply_writer: str = field(default="llm", metadata={"help": "graph 1's replies: llm (the instruction-tuned LLM "
-                                                              "writes them) | controller (its own text)"})
+    reply_writer: str = field(default="controller", metadata={"help": "graph 1's replies: controller (its own "
+                                                                     "text) | llm (the instruction-tuned LLM "
+                                                                     "writes them)"})
 
 
 def simulate(args: SimulateArgs) -> dict:
