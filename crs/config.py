@@ -51,6 +51,7 @@ class CRSConfig:
     understand_head: str = "generate"  # generate (UniMIND: the decoder writes 'key：value') | extract (BIO tagging)
     elicit_head: str = "generate"  # generate (the decoder writes the keys) | classify (a choice among the keys)
     needs_match: bool = False  # recommendation adds a learned bonus for candidates whose knowledge matches the needs
+    rerank: bool = False  # the candidates' final order comes from a linear re-ranker fitted on valid (crs.rerank)
     respond_facts: bool = False  # a reply's items show all their knowledge in the source (not the first two facts)
     # --- the recommender (equations 2-5)
     item_dim: int = 128

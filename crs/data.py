@@ -51,6 +51,7 @@ class Features:
     allowed: list[bool] = field(default_factory=list)  # understand/elicit: keys the sample may use
     match: list[list[float]] = field(default_factory=list)  # recommend: needs-match features per candidate
     needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the needs they were computed from
+    shown: list[str] = field(default_factory=list)  # recommend: items the dialogue recommended before (crs.rerank)
 
 
 class Encoder:
@@ -93,8 +94,9 @@ class Encoder:
             f.candidates = self.catalog.rows(ex.candidates)
             f.behaviours = self.catalog.rows(ex.behaviours)[-self.max_behaviours:]
             f.llm_row = self.catalog.row(ex.llm_item)
+            f.shown = list(ex.shown)
+            f.needs = list(ex.needs)
             if self.item_values is not None:
-                f.needs = list(ex.needs)
                 f.match = [match_features(ex.needs, self.item_values.get(self.catalog.ids[r], ()))
                            for r in f.candidates]
         else:

@@ -40,6 +40,9 @@ def unsupported_reason(model) -> str:
         return "no rotary embedding module with inv_freq"
     if getattr(rotary, "rope_type", "default") != "default":
         return f"rope_type {rotary.rope_type}"
+    attention = model.model.layers[0].self_attn if len(model.model.layers) else None
+    if attention is not None and len({p.bias is None for p in (attention.q_proj, attention.k_proj, attention.v_proj)}) > 1:
+        return "bias on some of the q/k/v projections only"
     gen = getattr(model, "generation_config", None)
     for field, neutral in _NEUTRAL_GENERATION.items():
         value = getattr(gen, field, None) if gen is not None else None
@@ -76,11 +79,7 @@ class LeanQwen2:
             att, mlp = layer.self_attn, layer.mlp
             qkv_w = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
             biases = [att.q_proj.bias, att.k_proj.bias, att.v_proj.bias]
-            qkv_b = torch.cat(biases) if all(b is not None for b in biases) else None
-            if qkv_b is None and any(b is not None for b in biases):
-                qkv_b = torch.cat([b if b is not None else torch.zeros(p.weight.shape[0], dtype=qkv_w.dtype,
-                                                                       device=qkv_w.device)
-                                   for b, p in zip(biases, (att.q_proj, att.k_proj, att.v_proj))])
+            qkv_b = torch.cat(biases) if biases[0] is not None else None  # all or none: unsupported_reason
             out.append((layer.input_layernorm.weight, qkv_w, qkv_b, att.o_proj.weight, att.o_proj.bias,
                         layer.post_attention_layernorm.weight, torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
                         mlp.down_proj.weight))

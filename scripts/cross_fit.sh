@@ -9,13 +9,7 @@
 # Time: K LLM and K CRS trainings plus two receivers, about 90 minutes on 2 CPU cores for the default profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE=${PROFILE:-default}
-case "$PROFILE" in
-  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml ;;
-  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml ;;
-  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml ;;
-  *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
-esac
+source scripts/profile.sh
 OUT=${OUT:-runs/$PROFILE}
 FOLDS=${FOLDS:-2}
 for need in agent.yaml llm-base/model/config.json llm/predictions_train.jsonl crs/predictions_train.jsonl; do

@@ -11,13 +11,8 @@
 # Install the CUDA build of torch first (SKIP_SETUP=1 then skips scripts/setup.sh, which installs the CPU one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE=${PROFILE:-default}
-case "$PROFILE" in  # SUFFIX picks configs/llm_base$SUFFIX.yaml, llm_lora$SUFFIX.yaml, controller$SUFFIX.yaml
-  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml; SCALE=${SCALE:-small}; PREDICT_TRAIN=2000 ;;
-  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; SCALE=${SCALE:-tiny}; PREDICT_TRAIN=200 ;;
-  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml; SCALE=${SCALE:-full}; PREDICT_TRAIN=3000 ;;
-  *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
-esac
+source scripts/profile.sh
+SCALE=${SCALE:-$PROFILE_SCALE}
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 OUT=${OUT:-runs/$PROFILE}
 DATA=${DATA:-data/$SCALE}

@@ -96,7 +96,11 @@ def test_kill_9_and_restart_continues_every_thread(backend, agent_run, reference
             expected = [reference[kind].send(text, thread_id=f"ref-{backend}-{kind}", category=category)
                         for text in turns]
             values = client.runs.wait(threads[kind], kind, input=_message(after), multitask_strategy="enqueue")
-            assert values["reply"] == expected[-1].reply
+            # what to look at when it differs: where the kill left the turn, and the servers' own accounts
+            why = (f"{kind} thread: killed with next={cut['next']}; server log before the kill:\n"
+                   f"{server.log_tail(1500)}\nafter the restart:\n{again.log_tail(1500)}\ntranscripts, expected and got:\n"
+                   f"{[t['text'] for t in expected[-1].state['transcript']]}\n{[t['text'] for t in values['transcript']]}")
+            assert values["reply"] == expected[-1].reply, why
             assert values["transcript"] == expected[-1].state["transcript"]
             assert values["needs"] == expected[-1].state["needs"]
         assert client.threads.get_state(threads["llm"])["next"] == []

@@ -35,6 +35,7 @@ from crs.evaluate import CONTEXTS, headline, predict_samples, score_predictions,
 from crs.heads import KeySpace
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
+from crs.rerank import Reranker, candidate_features, design_row, popularity_counts, stage
 from training import distributed
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -117,6 +118,9 @@ class CRSTrainArgs:
                                                                    "choice among the domain's keys (classify)"})
     needs_match: bool | None = field(default=None, metadata={"help": "add a learned bonus for candidates whose knowledge "
                                                                 "matches the user's needs"})
+    rerank: bool | None = field(default=None, metadata={"help": "order the candidates with a linear re-ranker on the "
+                                                           "model's score and candidate features, fitted on the valid "
+                                                           "split after training (crs.rerank)"})
     respond_facts: bool | None = field(default=None, metadata={"help": "a reply's items show all their knowledge in its "
                                                                   "source (not the first two facts)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
@@ -250,6 +254,9 @@ class Trainer:
             log.info("cross-fitting fold %d of %d: training on %d train samples", *self.cross_fit,
                      len(self.train_samples))
         self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
+        if model_config(args).rerank and not any(s.task == "recommend" for s in self.valid_samples):
+            raise PresalesError(f"{args.data}: the re-ranker is fitted on the valid split's recommendations and it has "
+                                "none (pass --rerank false)")
         if not self.train_examples:
             raise PresalesError(f"{args.data}: no training samples could be built from the train split")
         if self.llm is not None:
@@ -492,10 +499,45 @@ class Trainer:
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
 
-    def predict_and_score(self) -> dict:
+    def fit_reranker(self) -> dict | None:
+        """Fit the candidate re-ranker (crs.rerank) on the valid split's recommendations, the best model's
+        scores among its features, and save it beside that model. Its popularity counts only the
+        samples the model trained on (a cross-fitting fold's held-out dialogues stay out)."""
+        if not self.model.config.rerank:
+            return None
+        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
+                       with_reranker=False)
+        samples, examples = split_examples(self.corpus, "valid", self.llm, tasks=["recommend"])
+        feats = crs.encoder.encode_all(examples, "re-ranker")
+        users, extras = crs.user_vectors(feats)
+        # as the popularity baseline counts (every train recommendation), less a held-out cross-fitting fold
+        popularity = popularity_counts([s for s in build_samples(self.corpus, "train", ["recommend"])
+                                        if self._in_training(s)], self.corpus.behaviours)
+        rows, gold = [], []
+        for s, f, (ranked, scores) in zip(samples, feats, crs.rank_candidates(feats, users, extras)):
+            ids = [crs.catalog.ids[r] for r in ranked]
+            if s.target not in ids:
+                continue
+            browsed = [crs.catalog.ids[r] for r in f.behaviours if r >= 0]
+            rows.append([design_row(float(score), candidate_features(i, crs.item_values.get(i, ()), f.needs, f.shown,
+                                                                     browsed, popularity), stage(f.shown))
+                         for i, score in zip(ids, scores)])
+            gold.append(ids.index(s.target))
+        if not rows:
+            raise PresalesError("no valid recommendation has its gold item among known candidates: nothing to fit the "
+                                "re-ranker on (pass --rerank false)")
+        reranker = Reranker.fit(rows, gold, popularity, fitted_on={"split": "valid"})
+        reranker.save(self.run.best)
+        log.info("candidate re-ranker fitted on %d valid samples: accuracy %.4f there (the model's own order %.4f)",
+                 len(rows), reranker.fitted_on["accuracy"], reranker.fitted_on["model_accuracy"])
+        return {**reranker.fitted_on, "weights": reranker.named_weights()}
+
+    def predict_and_score(self, reranker: dict | None = None) -> dict:
         args = self.args
         crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=args.trust_remote_code)
         results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score}
+        if reranker is not None:
+            results["reranker"] = reranker
         self.cue_samples = build_samples(self.corpus, "train", ["respond"])  # the reply checks' question cues
         for split in args.predict_splits:
             if split not in ("train", "valid", "test"):
@@ -534,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.close()  # rank 0 predicts alone
         if not dist.is_main:
             return 0
-        results = trainer.predict_and_score()
+        results = trainer.predict_and_score(trainer.fit_reranker())
         trainer.run.commit()
         log.info("test: %s", results.get("test_headline", {}))
         log.info("done in %.0fs; run directory %s", time.time() - t0, args.out)

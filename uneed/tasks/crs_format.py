@@ -46,6 +46,7 @@ class CRSExample:
     span: tuple[int, int] | None = None  # understand: characters of the current utterance in `source`
     known_keys: list[str] = field(default_factory=list)  # elicit: keys the user stated or the staff asked
     needs: list[tuple[str, str]] = field(default_factory=list)  # recommend: the user's needs so far
+    shown: list[str] = field(default_factory=list)  # recommend: the items the dialogue recommended before
 
 
 def item_short(item_id: str, items: Mapping[str, Item], max_relations: int | None = 2) -> str:
@@ -118,4 +119,5 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
     return CRSExample(key=sample.key, task=task, domain=sample.domain, source=source, target=target,
                       gold_item=gold_item, candidates=list(sample.candidates), behaviours=list(sample.behaviours),
                       llm_item=llm_item, span=span, known_keys=known,
-                      needs=list(sample.needs) if task == "recommend" else [])
+                      needs=list(sample.needs) if task == "recommend" else [],
+                      shown=[i for u in sample.context for i in u.items] if task == "recommend" else [])
