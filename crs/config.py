@@ -50,6 +50,8 @@ class CRSConfig:
     # --- how understanding and elicitation are answered (crs.heads)
     understand_head: str = "generate"  # generate (UniMIND: the decoder writes 'key：value') | extract (BIO tagging)
     elicit_head: str = "generate"  # generate (the decoder writes the keys) | classify (a choice among the keys)
+    valueless_threshold: float = 0.5  # extraction: a key named without a value is read above this probability
+                                      # (training picks it on valid when it trains the extraction head)
     needs_match: bool = False  # recommendation adds a learned bonus for candidates whose knowledge matches the needs
     rerank: bool = False  # the candidates' final order comes from a linear re-ranker fitted on valid (crs.rerank)
     respond_facts: bool = False  # a reply's items show all their knowledge in the source (not the first two facts)
@@ -93,6 +95,8 @@ class CRSConfig:
             raise CRSConfigError(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
         if self.base_model is None and self.max_source_len + 2 > self.max_position:
             raise CRSConfigError(f"max_source_len ({self.max_source_len}) + 2 exceeds max_position ({self.max_position})")
+        if not 0 < self.valueless_threshold < 1:
+            raise CRSConfigError(f"valueless_threshold must be in (0, 1), got {self.valueless_threshold}")
         if not 0 <= self.dropout < 1:
             raise CRSConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 

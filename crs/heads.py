@@ -4,7 +4,8 @@ CRS config; the paper's generative UniMIND path stays the other choice).
 
     ExtractionHead   understanding as character tagging: every token of the current utterance gets
                      O, B-key or I-key (BIO over the attribute keys), so a value is always a verbatim
-                     span of the utterance, as every annotated value of the U-NEED release is; plus a
+                     span of the utterance, as every annotated value of the U-NEED release is; read
+                     off as the most likely valid BIO sequence (`viterbi_bio`); plus a
                      multi-label head over the keys for attributes named without a value ('年龄：'
                      in a staff question), read from the utterance's pooled encoding.
     ElicitationHead  elicitation as a choice among the attribute keys of the dialogue's domain, the
@@ -140,6 +141,42 @@ def decode_bio(labels: Sequence[int], pieces: Sequence[str], keys: KeySpace) -> 
     if cur_key is not None:
         spans.append((cur_key, "".join(cur)))
     return [(k, v.strip()) for k, v in spans if v.strip()]
+
+
+def bio_transitions(num_keys: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed (L, L) bool: label i may be followed by label j; may_start (L,) bool) for L = 1 + 2K:
+    an I-key only continues a B- or I- of the same key, and no span starts with an I-key."""
+    size = 1 + 2 * num_keys
+    allowed = torch.ones(size, size, dtype=torch.bool)
+    inside = torch.arange(2, size, 2)
+    allowed[:, inside] = False
+    allowed[inside - 1, inside] = True  # B-k -> I-k
+    allowed[inside, inside] = True  # I-k -> I-k
+    may_start = torch.ones(size, dtype=torch.bool)
+    may_start[inside] = False
+    return allowed, may_start
+
+
+def viterbi_bio(log_probs: torch.Tensor, allowed: torch.Tensor, may_start: torch.Tensor) -> list[int]:
+    """The most likely label sequence (T, L) -> T labels that is valid BIO (`bio_transitions`).
+    Independent per-token choices break values apart ('价位：一', '价位：千五百以下' for 一千五百以下);
+    the best valid sequence keeps a span whole when its tokens agree on the key."""
+    if log_probs.shape[0] == 0:
+        return []
+    blocked = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    trans = torch.where(allowed.to(log_probs.device), torch.zeros((), dtype=log_probs.dtype), blocked)
+    score = log_probs[0] + torch.where(may_start.to(log_probs.device), torch.zeros((), dtype=log_probs.dtype), blocked)
+    back = []
+    for t in range(1, log_probs.shape[0]):
+        best, arg = (score[:, None] + trans).max(0)
+        back.append(arg)
+        score = best + log_probs[t]
+    label = int(score.argmax())
+    path = [label]
+    for arg in reversed(back):
+        label = int(arg[label])
+        path.append(label)
+    return path[::-1]
 
 
 def _masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -245,9 +245,10 @@ class CRS:
             return self.extract_features(feats) if task == "understand" else self.classify_features(feats)
         return self.generate_features(feats)
 
-    def extract_features(self, feats: Sequence[Features], threshold: float = 0.5) -> list[str]:
+    def extract_features(self, feats: Sequence[Features], threshold: float | None = None) -> list[str]:
         """Understanding by the extraction head: 'key：value' spans of the utterance, then 'key：' for
-        each key named without a value (probability above `threshold`)."""
+        each key named without a value (probability above `threshold`, by default the config's)."""
+        threshold = self.config.valueless_threshold if threshold is None else threshold
         out: list[str] = [""] * len(feats)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))
         keys = self.model.keys

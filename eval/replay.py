@@ -345,8 +345,71 @@ def decision_accuracy(confusion: Mapping[str, Mapping[str, int]]) -> tuple[float
     return (right / n if n else 0.0), n
 
 
+# ----------------------------------------------------------------------------------- the trivial policy
+class TrivialPolicy:
+    """What the graphs must beat, replayed on the same points and scored the same way; fitted on the train
+    split of the corpus the run's models trained on: the domain's most common staff act, the lexicon
+    matcher's tags, the domain's most asked attribute, its most popular items not shown yet (ranked over
+    the domain's items, as the graphs' catalog ranks are), and the most common train reply for the act."""
+
+    def __init__(self, train: Corpus, items: Corpus):
+        from uneed.baselines import LexiconMatcher, MajorityElicitor, PopularityRecommender
+        from uneed.tasks import build_samples
+
+        samples = build_samples(train, "train", ["understand", "elicit"])
+        self.lexicon, self.majority = LexiconMatcher().fit(samples), MajorityElicitor().fit(samples)
+        self.popularity = PopularityRecommender().fit(train)
+        acts: dict[str, Counter] = defaultdict(Counter)
+        replies: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        for p in replay_points(train, "train"):
+            acts[p.domain][p.gold_act] += 1
+            if p.gold_text:
+                replies[(p.domain, p.gold_act)][p.gold_text] += 1
+        self.act = {d: c.most_common(1)[0][0] for d, c in acts.items()}
+        self.reply = {k: c.most_common(1)[0][0] for k, c in replies.items()}
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for item_id, domain in items.item_domains().items():
+            by_domain[domain].append(item_id)
+        self.domain_items = {d: self.popularity.rank(ids) for d, ids in by_domain.items()}
+
+    def run(self, point: ReplayPoint) -> tuple[dict, int | None]:
+        """The prediction (as `observe` gives a graph's) and the catalog rank of the staff's item."""
+        action = self.act.get(point.domain, "ask")
+        shown = {i for t in point.history.get("transcript", []) for i in t.get("items", [])}
+        ranking = [i for i in self.domain_items.get(point.domain, []) if i not in shown]
+        asked = self.majority.predict(point.domain) if action == "ask" else []
+        items = ranking[:1] if action == "recommend" else []
+        ranks = [r for r in (rank_of(g, ranking[:CATALOG_K]) for g in point.gold_items) if r is not None]
+        pred = {"action": action, "tags": self.lexicon.predict(point.user_text, point.domain), "asked": asked,
+                "attributes": [f"{a}：" for a in asked], "items": items, "ranking": ranking if items else [],
+                "reply": self.reply.get((point.domain, action), ""), "llm_item": None}
+        return pred, (min(ranks) if ranks else None)
+
+
+def replay_trivial(policy: TrivialPolicy, points: Sequence[ReplayPoint], corpus: Corpus) -> dict:
+    """The trivial policy over every point, in the shape of `replay_graph`'s result."""
+    start = time.perf_counter()
+    vocab = knowledge_vocabulary(corpus.items)
+    records, rows = [], []
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for point in points:
+        pred, rank = policy.run(point)
+        scores = score_point(point, pred, rank, corpus.items, vocab)
+        rows.append((point.domain, scores))
+        confusion[point.gold_act][pred["action"]] += 1
+        records.append({"graph": "trivial", "key": point.key, "domain": point.domain, "user": point.user_text,
+                        "prediction": {**pred, "ranking": pred["ranking"][:CATALOG_K], "catalog_rank": rank},
+                        "scores": scores})
+    seconds = time.perf_counter() - start
+    return {"records": records, "metrics": aggregate(rows), "seconds": seconds,
+            "turns_per_s": len(points) / seconds if seconds else 0.0, "errors": 0,
+            "confusion": {g: dict(c) for g, c in confusion.items()},
+            "batching": {"requests": 0, "calls": 0, "workers": 1}}
+
+
 # ----------------------------------------------------------------------------------- the report
-GRAPH_NAMES = {"llm": "graph 1 (LLM in control)", "crs": "graph 2 (CRS in control)"}
+GRAPH_NAMES = {"llm": "graph 1 (LLM in control)", "crs": "graph 2 (CRS in control)",
+               "trivial": "trivial policy (majority act, lexicon, majority attribute, popular items, commonest reply)"}
 # replay metric -> (offline task, offline metric) of the paper's tables: the same thing measured offline
 OFFLINE_OF = {"und-f1": ("understand", "f1"), "ask-f1": ("elicit", "f1"),
               "catalog-hit@10": ("recommend_catalog", "hit@10"), "catalog-hit@50": ("recommend_catalog", "hit@50"), "bleu-1": ("respond", "bleu-1"),
@@ -563,6 +626,8 @@ def replay(args: ReplayArgs) -> dict:
                  g["turns_per_s"], g["errors"])
         if g["errors"] == len(points):
             raise PresalesError(f"graph {kind}: every replayed turn failed, first: {g['records'][0]['error']}")
+    # the bar to clear, on the same points, fitted on what the run's models trained on
+    report["graphs"]["trivial"] = replay_trivial(TrivialPolicy(assistant.corpus, merged), points, merged)
     report["offline"] = offline_scores(Path(args.run), kinds)
     return report
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from crs.heads import KeySpace, bio_labels, decode_bio
+from crs.heads import KeySpace, bio_labels, bio_transitions, decode_bio, viterbi_bio
 from uneed.needs import match_features
 from crs.inference import CRS
 from training.crs import main as train_main
@@ -25,6 +25,28 @@ def test_bio_labels_and_their_decoding_round_trip():
     assert spans == [("肤质", "干皮"), ("品类", "面霜"), ("肤质", "干皮")]
     assert decode_bio([4, 4, 0, 2], list("面霜好皮"), keys) == [("肤质", "面霜"), ("品类", "皮")]  # lenient I-
     assert keys.allowed("手机行业") == [True] * 3 and keys.allowed("美妆行业") == [True] * 3
+
+
+def test_viterbi_reads_the_best_valid_bio_sequence():
+    keys = KeySpace(["品类", "价位"], {"x": ["品类", "价位"]})  # labels: O, B-品类, I-品类, B-价位, I-价位
+    allowed, may_start = bio_transitions(len(keys))
+    assert allowed[1, 2] and allowed[2, 2] and not allowed[0, 2] and not allowed[3, 2] and allowed[2, 3]
+    assert may_start.tolist() == [True, True, False, True, False]
+
+    def lp(*rows):
+        return torch.tensor(rows).log()
+
+    # an I- after O is no span start: the token goes to O, its second choice that is valid
+    probs = lp([0.9, 0.05, 0.01, 0.03, 0.01], [0.3, 0.1, 0.55, 0.03, 0.02])
+    assert probs.argmax(-1).tolist() == [0, 2] and viterbi_bio(probs, allowed, may_start) == [0, 0]
+    # a span keeps its key: after B-价位, I-价位 (0.4) beats the invalid I-品类 (0.5)
+    probs = lp([0.05, 0.05, 0.05, 0.8, 0.05], [0.05, 0.02, 0.5, 0.03, 0.4])
+    assert viterbi_bio(probs, allowed, may_start) == [3, 4]
+    # a valid argmax sequence is kept as it is; an empty utterance has no labels
+    probs = lp([0.1, 0.7, 0.1, 0.05, 0.05], [0.1, 0.1, 0.6, 0.1, 0.1], [0.8, 0.05, 0.05, 0.05, 0.05])
+    assert viterbi_bio(probs, allowed, may_start) == [1, 2, 0]
+    assert viterbi_bio(torch.zeros(0, 5), allowed, may_start) == []
+    assert decode_bio([1, 2, 0], list("面霜好"), keys) == [("品类", "面霜")]
 
 
 def test_match_features_by_hand():

@@ -141,8 +141,8 @@ def test_replay_end_to_end(agent_run, tiny_corpus_dir, tmp_path):
     args = ReplayArgs(data=str(tiny_corpus_dir), run=str(agent_run), graph="both", max_dialogues=3, workers=4,
                       progress=False)
     report = replay(args)
-    assert set(report["graphs"]) == {"llm", "crs"} and report["points"] > 3
-    for kind, g in report["graphs"].items():
+    assert set(report["graphs"]) == {"llm", "crs", "trivial"} and report["points"] > 3
+    for kind, g in ((k, report["graphs"][k]) for k in ("llm", "crs")):
         assert g["errors"] == 0
         records = g["records"]
         assert len(records) == report["points"]
@@ -152,14 +152,28 @@ def test_replay_end_to_end(agent_run, tiny_corpus_dir, tmp_path):
         assert allm["n"] == report["points"] and 0.0 <= allm["action-agreement"] <= 1.0
         assert sum(sum(c.values()) for c in g["confusion"].values()) == report["points"]
         assert g["batching"]["calls"] < g["batching"]["requests"]  # model calls of threads were merged
-    # the graph ran on top of the gold history: its thread transcript starts with the gold turns
+    # the trivial policy, on the same points: one act per category, the lexicon's tags, popular items
+    from uneed.baselines import LexiconMatcher
+    from uneed.corpus import load_corpus
+    from uneed.tasks import build_samples
+
+    corpus = load_corpus(tiny_corpus_dir)
+    lexicon = LexiconMatcher().fit(build_samples(corpus, "train", ["understand"]))
+    trivial = report["graphs"]["trivial"]["records"]
+    assert len(trivial) == report["points"]
+    for domain in {r["domain"] for r in trivial}:
+        assert len({r["prediction"]["action"] for r in trivial if r["domain"] == domain}) == 1
+    for r in trivial:
+        assert r["prediction"]["tags"] == lexicon.predict(r["user"], r["domain"])
+        if r["prediction"]["action"] == "recommend":
+            assert r["prediction"]["items"] == r["prediction"]["ranking"][:1]
     out = write_report(report, tmp_path / "rep")
     lines = [json.loads(x) for x in out["jsonl"].read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 2 * report["points"]
+    assert len(lines) == 3 * report["points"]
     summary = json.loads(out["json"].read_text(encoding="utf-8"))
     assert "records" not in summary["graphs"]["llm"] and summary["offline"]
     md = out["md"].read_text(encoding="utf-8")
-    assert "| graph 1 (LLM in control) |" in md
+    assert "| graph 1 (LLM in control) |" in md and "| trivial policy (" in md
     accuracy, n = decision_accuracy(report["graphs"]["llm"]["confusion"])
     assert f"Ask vs recommend, end to end (graph 1 (LLM in control)): {accuracy:.3f} of the {n} points" in md
     assert out["png"].stat().st_size > 10_000 and out["csv"].read_text().startswith("graph,category,metric")

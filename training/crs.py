@@ -151,6 +151,7 @@ class CRSTrainArgs:
 
 
 # ------------------------------------------------------------------------------------ helpers
+VALUELESS_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)  # fit_valueless_threshold picks among these on valid
 def loss_name(model: UnifiedCRS, task: str) -> str:
     """How a task's loss is logged: recommend, generate (the decoder's L_theta), extract or classify (a head)."""
     if task == "recommend":
@@ -499,6 +500,28 @@ class Trainer:
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
 
+    def fit_valueless_threshold(self) -> dict | None:
+        """Choose the extraction head's threshold for keys named without a value on the valid split's
+        understanding F1 (as the predictions read it, --context), and save it in the best model's config:
+        the head's sigmoid is fitted to a rare label, and 0.5 misses most of them."""
+        if "understand" not in self.model.heads:
+            return None
+        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
+                       with_reranker=False)
+        samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"])
+        f1 = {}
+        for threshold in VALUELESS_THRESHOLDS:
+            crs.config.valueless_threshold = threshold
+            rows = predict_samples(crs, self.corpus, samples, self.llm, context=self.args.context)
+            f1[threshold] = score_predictions(samples, rows)["understand"]["all"]["f1"]
+        best = max(f1, key=lambda t: (round(f1[t], 6), t == 0.5))  # ties keep the untuned 0.5
+        config = CRSConfig.load(self.run.best / "crs_config.json")
+        config.valueless_threshold = best
+        config.save(self.run.best / "crs_config.json")
+        log.info("valueless-key threshold %.2f (valid understanding F1 %s)", best,
+                 ", ".join(f"{t:.2f}: {v:.4f}" for t, v in f1.items()))
+        return {"threshold": best, "valid_f1": {str(t): round(v, 4) for t, v in f1.items()}}
+
     def fit_reranker(self) -> dict | None:
         """Fit the candidate re-ranker (crs.rerank) on the valid split's recommendations, the best model's
         scores among its features, and save it beside that model. Its popularity counts only the
@@ -532,12 +555,16 @@ class Trainer:
                  len(rows), reranker.fitted_on["accuracy"], reranker.fitted_on["model_accuracy"])
         return {**reranker.fitted_on, "weights": reranker.named_weights()}
 
-    def predict_and_score(self, reranker: dict | None = None) -> dict:
+    def fit_on_valid(self) -> dict:
+        """What is chosen on the valid split once the model is trained: the valueless-key threshold and
+        the candidate re-ranker (each when the config has it)."""
+        fitted = {"valueless_threshold": self.fit_valueless_threshold(), "reranker": self.fit_reranker()}
+        return {k: v for k, v in fitted.items() if v is not None}
+
+    def predict_and_score(self, fitted: dict | None = None) -> dict:
         args = self.args
         crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=args.trust_remote_code)
-        results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score}
-        if reranker is not None:
-            results["reranker"] = reranker
+        results = {"best_epoch": self.best_epoch, "best_valid_score": self.best_score, **(fitted or {})}
         self.cue_samples = build_samples(self.corpus, "train", ["respond"])  # the reply checks' question cues
         for split in args.predict_splits:
             if split not in ("train", "valid", "test"):
@@ -576,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.close()  # rank 0 predicts alone
         if not dist.is_main:
             return 0
-        results = trainer.predict_and_score(trainer.fit_reranker())
+        results = trainer.predict_and_score(trainer.fit_on_valid())
         trainer.run.commit()
         log.info("test: %s", results.get("test_headline", {}))
         log.info("done in %.0fs; run directory %s", time.time() - t0, args.out)
