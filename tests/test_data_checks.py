@@ -142,3 +142,8 @@ def test_crs_training_without_a_valid_split_needs_the_flag_and_keeps_the_last_ep
     assert train_crs([*quick, "--out", str(tmp_path / "run"), "--allow-no-valid"]) == 0
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text("utf-8"))
     assert metrics["best_epoch"] == 3
+    # nothing to fit on valid: the model says it has no re-ranker, and loads without one
+    from crs.inference import CRS
+
+    crs = CRS.load(tmp_path / "run")
+    assert not crs.config.rerank and crs.reranker is None and "reranker" not in metrics

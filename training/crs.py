@@ -256,8 +256,11 @@ class Trainer:
                      len(self.train_samples))
         self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
         if model_config(args).rerank and not any(s.task == "recommend" for s in self.valid_samples):
-            raise PresalesError(f"{args.data}: the re-ranker is fitted on the valid split's recommendations and it has "
-                                "none (pass --rerank false)")
+            if not args.allow_no_valid:
+                raise PresalesError(f"{args.data}: the re-ranker is fitted on the valid split's recommendations and "
+                                    "it has none (pass --rerank false)")
+            log.warning("no valid recommendations (--allow-no-valid): this model gets no candidate re-ranker")
+            args.rerank = False
         if not self.train_examples:
             raise PresalesError(f"{args.data}: no training samples could be built from the train split")
         if self.llm is not None:
@@ -509,6 +512,10 @@ class Trainer:
         crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
                        with_reranker=False)
         samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"])
+        if not samples:
+            log.warning("no valid understanding samples (--allow-no-valid): the valueless-key threshold stays %.2f",
+                        self.model.config.valueless_threshold)
+            return None
         f1 = {}
         for threshold in VALUELESS_THRESHOLDS:
             crs.config.valueless_threshold = threshold
