@@ -171,7 +171,8 @@ class CRS:
         reads_values = self.config.needs_match or self.config.rerank
         self.item_values = item_values if reads_values else None
         if reads_values and not item_values:
-            raise ModelLoadError("this CRS matches needs with item knowledge, but no item_values.json came with it")
+            raise ModelLoadError("this CRS reads item knowledge (needs match or re-ranker), but no item_values.json came "
+                                  "with it")
         self.reranker = reranker  # None until fitted (training) or when the config has none
         self.encoder = Encoder(tok, catalog, self.config.max_source_len, self.config.max_target_len,
                                self.config.max_behaviours, keys=model.keys, head_tasks=self.config.head_tasks,

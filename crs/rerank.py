@@ -60,6 +60,16 @@ def design_row(model_score: float, features: Sequence[float], at_stage: int) -> 
     return row
 
 
+def design_rows(model_scores: Sequence[float], item_ids: Sequence[str], values: Mapping[str, Sequence[str]],
+                needs: Sequence[tuple[str, str]], shown: Sequence[str], behaviours: Sequence[str],
+                popularity: Mapping[str, float]) -> list[list[float]]:
+    """The design_row of each of one sample's items (what the re-ranker is fitted on and scores)."""
+    at = stage(shown)
+    return [design_row(float(score), candidate_features(item_id, values.get(item_id, ()), needs, shown, behaviours,
+                                                        popularity), at)
+            for score, item_id in zip(model_scores, item_ids)]
+
+
 @dataclass
 class Reranker:
     weights: list[float]  # 1 + len(FEATURES) * STAGES: the model's score first, then stage by stage
@@ -69,13 +79,8 @@ class Reranker:
     def scores(self, model_scores: Sequence[float], item_ids: Sequence[str], values: Mapping[str, Sequence[str]],
                needs: Sequence[tuple[str, str]], shown: Sequence[str], behaviours: Sequence[str]) -> list[float]:
         """The re-ranked scores of one sample's items."""
-        at = stage(shown)
-        w0, block = self.weights[0], self.weights[1 + at * len(FEATURES): 1 + (at + 1) * len(FEATURES)]
-        out = []
-        for score, item_id in zip(model_scores, item_ids):
-            f = candidate_features(item_id, values.get(item_id, ()), needs, shown, behaviours, self.popularity)
-            out.append(w0 * float(score) + sum(w * x for w, x in zip(block, f)))
-        return out
+        return [sum(w * x for w, x in zip(self.weights, row))
+                for row in design_rows(model_scores, item_ids, values, needs, shown, behaviours, self.popularity)]
 
     @classmethod
     def fit(cls, rows: Sequence[Sequence[Sequence[float]]], gold: Sequence[int], popularity: dict[str, float],

@@ -310,22 +310,34 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
     ok = [(p, r) for p, r in zip(points, results) if not isinstance(r, Exception)]
     recs = [(p, r) for p, r in ok if p.gold_items]
     ranks = dict(zip([p.key for p, _ in recs], catalog_ranks(assistant.models["crs"], recs)))  # one batched call
+    outcomes = [r if isinstance(r, Exception) else (r["prediction"], ranks.get(p.key), r["events"])
+                for p, r in zip(points, results)]
+    return scored_run(kind, points, outcomes, corpus, seconds,
+                      {"requests": batcher.requests, "calls": batcher.calls, "workers": workers})
+
+
+def scored_run(kind: str, points: Sequence[ReplayPoint], outcomes: Sequence, corpus: Corpus, seconds: float,
+               batching: dict) -> dict:
+    """One policy's replay result: per point its outcome, (prediction, catalog rank, steps or None) or the
+    exception it raised, scored against the staff; the records, the aggregate, the confusion and timings."""
     vocab = knowledge_vocabulary(corpus.items)
     records, rows = [], []
     confusion: dict[str, Counter] = defaultdict(Counter)
-    for point, result in zip(points, results):
+    for point, outcome in zip(points, outcomes):
         record = {"graph": kind, "key": point.key, "domain": point.domain, "user": point.user_text,
                   "gold": {"act": point.gold_act, "tags": point.gold_tags, "asked": point.gold_asked,
                            "items": point.gold_items, "text": point.gold_text}}
-        if isinstance(result, Exception):
-            record["error"] = f"{type(result).__name__}: {result}"
+        if isinstance(outcome, Exception):
+            record["error"] = f"{type(outcome).__name__}: {outcome}"
         else:
-            pred = result["prediction"]
-            rank = ranks.get(point.key)
+            pred, rank, steps = outcome
             scores = score_point(point, pred, rank, corpus.items, vocab)
             rows.append((point.domain, scores))
             confusion[point.gold_act][pred["action"]] += 1
-            record.update(prediction={**pred, "catalog_rank": rank}, scores=scores, steps=result["events"])
+            record.update(prediction={**pred, "ranking": pred["ranking"][:CATALOG_K], "catalog_rank": rank},
+                          scores=scores)
+            if steps is not None:
+                record["steps"] = steps
         records.append(record)
     errors = [r for r in records if "error" in r]
     if errors:
@@ -333,8 +345,7 @@ def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, 
                     len(records), errors[0]["error"])
     return {"records": records, "metrics": aggregate(rows), "seconds": seconds,
             "turns_per_s": len(points) / seconds if seconds else 0.0, "errors": len(errors),
-            "confusion": {g: dict(c) for g, c in confusion.items()},
-            "batching": {"requests": batcher.requests, "calls": batcher.calls, "workers": workers}}
+            "confusion": {g: dict(c) for g, c in confusion.items()}, "batching": batching}
 
 
 def decision_accuracy(confusion: Mapping[str, Mapping[str, int]]) -> tuple[float, int]:
@@ -389,22 +400,9 @@ class TrivialPolicy:
 def replay_trivial(policy: TrivialPolicy, points: Sequence[ReplayPoint], corpus: Corpus) -> dict:
     """The trivial policy over every point, in the shape of `replay_graph`'s result."""
     start = time.perf_counter()
-    vocab = knowledge_vocabulary(corpus.items)
-    records, rows = [], []
-    confusion: dict[str, Counter] = defaultdict(Counter)
-    for point in points:
-        pred, rank = policy.run(point)
-        scores = score_point(point, pred, rank, corpus.items, vocab)
-        rows.append((point.domain, scores))
-        confusion[point.gold_act][pred["action"]] += 1
-        records.append({"graph": "trivial", "key": point.key, "domain": point.domain, "user": point.user_text,
-                        "prediction": {**pred, "ranking": pred["ranking"][:CATALOG_K], "catalog_rank": rank},
-                        "scores": scores})
-    seconds = time.perf_counter() - start
-    return {"records": records, "metrics": aggregate(rows), "seconds": seconds,
-            "turns_per_s": len(points) / seconds if seconds else 0.0, "errors": 0,
-            "confusion": {g: dict(c) for g, c in confusion.items()},
-            "batching": {"requests": 0, "calls": 0, "workers": 1}}
+    outcomes = [(*policy.run(point), None) for point in points]
+    return scored_run("trivial", points, outcomes, corpus, time.perf_counter() - start,
+                      {"requests": 0, "calls": 0, "workers": 1})
 
 
 # ----------------------------------------------------------------------------------- the report

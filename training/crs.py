@@ -35,7 +35,7 @@ from crs.evaluate import CONTEXTS, headline, own_context, predict_samples, score
 from crs.heads import KeySpace
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
-from crs.rerank import Reranker, candidate_features, design_row, popularity_counts, stage
+from crs.rerank import Reranker, design_rows, popularity_counts
 from training import distributed
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
@@ -503,14 +503,12 @@ class Trainer:
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
 
-    def fit_valueless_threshold(self) -> dict | None:
+    def fit_valueless_threshold(self, crs: CRS) -> dict | None:
         """Choose the extraction head's threshold for keys named without a value on the valid split's
         understanding F1 (as the predictions read it, --context), and save it in the best model's config:
         the head's sigmoid is fitted to a rare label, and 0.5 misses most of them."""
         if "understand" not in self.model.heads:
             return None
-        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
-                       with_reranker=False)
         samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"])
         if not samples:
             log.warning("no valid understanding samples (--allow-no-valid): the valueless-key threshold stays %.2f",
@@ -522,14 +520,13 @@ class Trainer:
             rows = predict_samples(crs, self.corpus, samples, self.llm, context=self.args.context)
             f1[threshold] = score_predictions(samples, rows)["understand"]["all"]["f1"]
         best = max(f1, key=lambda t: (round(f1[t], 6), t == 0.5))  # ties keep the untuned 0.5
-        config = CRSConfig.load(self.run.best / "crs_config.json")
-        config.valueless_threshold = best
-        config.save(self.run.best / "crs_config.json")
+        crs.config.valueless_threshold = best  # what the re-ranker's own reading of the needs then uses
+        crs.config.save(self.run.best / "crs_config.json")
         log.info("valueless-key threshold %.2f (valid understanding F1 %s)", best,
                  ", ".join(f"{t:.2f}: {v:.4f}" for t, v in f1.items()))
         return {"threshold": best, "valid_f1": {str(t): round(v, 4) for t, v in f1.items()}}
 
-    def fit_reranker(self) -> dict | None:
+    def fit_reranker(self, crs: CRS) -> dict | None:
         """Fit the candidate re-ranker (crs.rerank) on the valid split's recommendations, the best model's
         scores among its features, and save it beside that model. The needs it reads are those the
         predictions read (--context own: the CRS's own understanding of the dialogue; fitted on the
@@ -537,8 +534,6 @@ class Trainer:
         counts only the samples the model trained on (a cross-fitting fold's held-out dialogues stay out)."""
         if not self.model.config.rerank:
             return None
-        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
-                       with_reranker=False)
         samples, examples = split_examples(self.corpus, "valid", self.llm, tasks=["recommend"])
         if self.args.context == "own":
             samples, _ = own_context(crs, self.corpus, samples, self.llm)
@@ -555,9 +550,7 @@ class Trainer:
             if s.target not in ids:
                 continue
             browsed = [crs.catalog.ids[r] for r in f.behaviours if r >= 0]
-            rows.append([design_row(float(score), candidate_features(i, crs.item_values.get(i, ()), f.needs, f.shown,
-                                                                     browsed, popularity), stage(f.shown))
-                         for i, score in zip(ids, scores)])
+            rows.append(design_rows(scores, ids, crs.item_values, f.needs, f.shown, browsed, popularity))
             gold.append(ids.index(s.target))
         if not rows:
             raise PresalesError("no valid recommendation has its gold item among known candidates: nothing to fit the "
@@ -571,7 +564,11 @@ class Trainer:
     def fit_on_valid(self) -> dict:
         """What is chosen on the valid split once the model is trained: the valueless-key threshold and
         the candidate re-ranker (each when the config has it)."""
-        fitted = {"valueless_threshold": self.fit_valueless_threshold(), "reranker": self.fit_reranker()}
+        if "understand" not in self.model.heads and not self.model.config.rerank:
+            return {}
+        crs = CRS.load(self.run.best, device=str(self.device), trust_remote_code=self.args.trust_remote_code,
+                       with_reranker=False)
+        fitted = {"valueless_threshold": self.fit_valueless_threshold(crs), "reranker": self.fit_reranker(crs)}
         return {k: v for k, v in fitted.items() if v is not None}
 
     def predict_and_score(self, fitted: dict | None = None) -> dict:

@@ -23,7 +23,7 @@ from .corpus import Corpus
 from .metrics import evaluate, rank_of
 from .needs import match_features
 from .replies import item_values
-from .tasks.samples import TaskSample, build_samples
+from .tasks.samples import TaskSample, build_samples, shown_items
 from .tasks.text import split_tag
 
 
@@ -93,11 +93,6 @@ class PopularityRecommender:
         """Most popular first; items in `shown` (recommended earlier in the dialogue) last."""
         seen = set(shown)
         return sorted(candidates, key=lambda i: (i in seen, -self.counts[i], i))
-
-
-def shown_items(sample: TaskSample) -> list[str]:
-    """The items the dialogue recommended before this sample's turn."""
-    return [i for u in sample.context for i in u.items]
 
 
 class GoldNeedsRule:

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 from .. import schema
 from ..corpus import Item
-from .samples import TaskSample, Utterance
+from .samples import TaskSample, Utterance, shown_items
 from .text import format_keys, format_tags
 
 USER, SYSTEM, UNDERSTAND, ELICIT, RECOMMEND, LLM = (
@@ -120,4 +120,4 @@ def crs_example(sample: TaskSample, items: Mapping[str, Item], llm_prediction=No
                       gold_item=gold_item, candidates=list(sample.candidates), behaviours=list(sample.behaviours),
                       llm_item=llm_item, span=span, known_keys=known,
                       needs=list(sample.needs) if task == "recommend" else [],
-                      shown=[i for u in sample.context for i in u.items] if task == "recommend" else [])
+                      shown=shown_items(sample) if task == "recommend" else [])

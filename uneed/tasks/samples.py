@@ -69,6 +69,11 @@ class TaskSample:
         return f"{self.split}/{self.sid}/{self.seq_no}/{self.task}/{self.position}"
 
 
+def shown_items(sample: TaskSample) -> list[str]:
+    """The items the dialogue recommended before this sample's turn."""
+    return [i for u in sample.context for i in u.items]
+
+
 def unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
