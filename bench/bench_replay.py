@@ -1,12 +1,16 @@
-"""Replay speed per graph, the same turns three ways in one run: one after the other with the LLM
-decoding through `model.generate` (the baseline), one after the other with its bare-torch decoding
-(llm/decoding.py, the default on CPU), and with the model calls of concurrent threads batched
-(eval/batching.py, bare-torch decoding).
+"""Replay speed per graph: the same turns several ways in one run, against the baseline of one
+process decoding through `model.generate`.
 
-    python bench/bench_replay.py --run runs/default --dialogues 20 [--workers 16] [--split test]
+    python bench/bench_replay.py --run runs/default --dialogues 20 [--split test] [--processes 2]
 
-Prints, per graph, seconds and turns/s of each way, the ratios against the baseline, and the time the
-whole split would take the default way (the README's 5-minute budget for the `small` test split).
+Ways (each adds one thing to the one before):
+  generate        one process, one turn at a time, the LLM decoding through `model.generate` (baseline)
+  bare            its bare-torch decoding (llm/decoding.py, the default on CPU)
+  jump-forward    the parts of a tool call the format fixes fed in, not decoded (llm/forcing.py)
+  processes       the turns shared out among --processes worker processes (`presales replay`'s default
+                  on CPU: one per core)
+Prints seconds, turns/s and the ratio to the baseline per way, whether every way replayed the same
+(predictions equal), and the time the whole split would take the default way.
 """
 from __future__ import annotations
 
@@ -24,39 +28,52 @@ def main() -> None:
     ap.add_argument("--run", default="runs/default")
     ap.add_argument("--data", default="", help="U-NEED-format directory (default: the run's corpus)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--dialogues", type=int, default=20, help="dialogues replayed (both ways)")
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--dialogues", type=int, default=20, help="dialogues replayed (every way)")
+    ap.add_argument("--processes", type=int, default=0, help="worker processes of the last way (0: one per core)")
     args = ap.parse_args()
     set_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
+    import llm.forcing
     from agent.assistant import Assistant, RunPaths, memory_checkpointer
-    from eval.replay import replay_graph, replay_points
+    from eval.replay import GraphSpec, default_processes, replay_graph, replay_points
     from uneed.corpus import load_corpus
 
+    processes = args.processes or default_processes()
     corpus = load_corpus(args.data or RunPaths.from_run(args.run).data, skip_invalid=True)
     all_points = replay_points(corpus, args.split)
     points = replay_points(corpus, args.split, args.dialogues)
     print(f"{len(points)} turns from {args.dialogues} {args.split} dialogues ({len(all_points)} in the split)")
-    print("| graph | turns | model.generate, sequential | bare decoding, sequential | bare decoding, batched "
-          f"({args.workers} workers) | whole split, bare sequential |")
-    print("|---|---|---|---|---|---|")
+    print("| graph | turns | generate (baseline) | bare | jump-forward | "
+          f"{processes} processes | same predictions | whole split, default way |")
+    print("|---|---|---|---|---|---|---|---|")
+    forced = llm.forcing.ToolCallGrammar.forced
     for kind in ("llm", "crs"):
         assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
         replay_graph(assistant, points[:2], corpus, 1, progress=False)  # warm-up
-        for llm in assistant.llms:
-            llm.bare_decoding = False
-        base = replay_graph(assistant, points, corpus, 1, progress=False)
-        for llm in assistant.llms:
-            llm.bare_decoding = True
-        seq = replay_graph(assistant, points, corpus, 1, progress=False)
-        bat = replay_graph(assistant, points, corpus, args.workers, progress=False)
+        runs = {}
+        llm.forcing.ToolCallGrammar.forced = lambda self, text: ""  # noqa: E731 - jump-forward off
+        for llm_ in assistant.llms:
+            llm_.bare_decoding = False
+        runs["generate"] = replay_graph(assistant, points, corpus, 1, progress=False)
+        for llm_ in assistant.llms:
+            llm_.bare_decoding = True
+        runs["bare"] = replay_graph(assistant, points, corpus, 1, progress=False)
+        llm.forcing.ToolCallGrammar.forced = forced
+        runs["jump-forward"] = replay_graph(assistant, points, corpus, 1, progress=False)
+        runs["processes"] = replay_graph(GraphSpec(args.run, kind), points, corpus, 1, progress=False,
+                                         processes=processes)
+        base = runs["generate"]["seconds"]
+        same = all([r["prediction"] for r in run["records"]] == [r["prediction"] for r in runs["generate"]["records"]]
+                   for run in runs.values())
 
         def cell(r):
-            return f"{r['seconds']:.1f} s, {r['turns_per_s']:.2f} turns/s ({base['seconds'] / r['seconds']:.2f}x)"
+            return f"{r['seconds']:.1f} s, {r['turns_per_s']:.2f} turns/s ({base / r['seconds']:.2f}x)"
 
-        print(f"| {kind} | {len(points)} | {base['seconds']:.1f} s, {base['turns_per_s']:.2f} turns/s | {cell(seq)} | "
-              f"{cell(bat)} | {len(all_points) / seq['turns_per_s']:.0f} s |", flush=True)
+        print(f"| {kind} | {len(points)} | " + " | ".join(cell(r) for r in runs.values()) +
+              f" | {'yes' if same else 'no'} | {len(all_points) / runs['processes']['turns_per_s']:.0f} s |",
+              flush=True)
+
 
 if __name__ == "__main__":
     main()

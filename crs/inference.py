@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -33,7 +34,7 @@ import torch
 
 from uneed.device import autocast
 from uneed.errors import ModelLoadError, PresalesError
-from uneed.needs import match_features
+from uneed.needs import ItemValues, match_features
 from uneed.replies import item_values
 from uneed.schema import USER
 from uneed.tasks import CRSExample, TaskSample, Utterance, crs_example, parse_keys, parse_tags
@@ -170,6 +171,9 @@ class CRS:
         self.items = {i: _KnownItem(t, facts.get(i)) for i, t in (item_texts or {}).items()}
         reads_values = self.config.needs_match or self.config.rerank
         self.item_values = item_values if reads_values else None
+        self._prepared_values: dict[str, ItemValues] = {}  # item id -> its values as match_features reads them
+        self._recent_bonus: dict[tuple, dict[int, float]] = {}  # (needs, rows) -> needs_bonus, oldest first
+        self._bonus_lock = threading.Lock()
         if reads_values and not item_values:
             raise ModelLoadError("this CRS reads item knowledge (needs match or re-ranker), but no item_values.json came "
                                   "with it")
@@ -321,14 +325,32 @@ class CRS:
         users = np.concatenate(vecs) if vecs else np.zeros((0, self.config.item_dim), np.float32)
         return users, extras
 
+    def _item_values_prepared(self, item_id: str) -> ItemValues:
+        prepared = self._prepared_values.get(item_id)
+        if prepared is None:
+            prepared = self._prepared_values[item_id] = ItemValues(self.item_values.get(item_id, ()))
+        return prepared
+
     def needs_bonus(self, needs: Sequence[tuple[str, str]], rows: Sequence[int]) -> dict[int, float]:
-        """{catalog row: the learned needs-match bonus} of `rows` (empty without the needs matcher)."""
+        """{catalog row: the learned needs-match bonus} of `rows` (empty without the needs matcher). The
+        last few results are kept: a turn ranks the same category with the same needs more than once
+        (graph 2's recommendation, then the replay's catalog ranking: half the rows in a profile)."""
         if "match" not in self.model.heads or not needs or not len(rows):
             return {}
-        feats = torch.tensor([match_features(needs, self.item_values.get(self.catalog.ids[r], ())) for r in rows])
+        key = (tuple(needs), tuple(int(r) for r in rows))
+        with self._bonus_lock:
+            cached = self._recent_bonus.get(key)
+        if cached is not None:
+            return dict(cached)
+        feats = torch.tensor([match_features(needs, self._item_values_prepared(self.catalog.ids[r])) for r in rows])
         with torch.no_grad():
             bonus = self.model.heads["match"](feats.to(self.device)).float().cpu().tolist()
-        return {int(r): b for r, b in zip(rows, bonus) if b != 0.0}
+        out = {int(r): b for r, b in zip(rows, bonus) if b != 0.0}
+        with self._bonus_lock:
+            self._recent_bonus[key] = out
+            while len(self._recent_bonus) > RECENT_BONUS:
+                self._recent_bonus.pop(next(iter(self._recent_bonus)))
+        return dict(out)
 
     def rank_candidates(self, feats: Sequence[Features], users: np.ndarray, extras: list[dict[int, float]],
                         candidates: Sequence[Sequence[int]] | None = None, rerank: bool = True):
@@ -547,6 +569,9 @@ class CRS:
             [(rows, scores)] = self.rank_candidates([feat], user, [extra], [sorted(group)], rerank=False)
             out += [ScoredItem(self.catalog.ids[r], float(s)) for r, s in zip(rows[: k - len(out)], scores)]
         return out
+
+
+RECENT_BONUS = 8  # needs_bonus results a CRS keeps
 
 
 def _merge(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:

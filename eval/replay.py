@@ -32,6 +32,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import pickle
 import sys
 import time
 import uuid
@@ -42,6 +44,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
+from uneed.device import cpu_bf16_matmul
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
 from uneed.metrics import NOT_APPLICABLE, ReplyReference, get_metric, rank_of, reply_text
@@ -284,36 +287,197 @@ def aggregate(rows: Sequence[tuple[str, Mapping[str, float | None]]]) -> dict[st
 
 
 # ----------------------------------------------------------------------------------- one graph
-def replay_graph(assistant: Any, points: Sequence[ReplayPoint], corpus: Corpus, workers: int = 8,
-                 progress: bool = True) -> dict:
-    """Run every point through one graph; returns the per-point records, the aggregate and timings."""
-    from .batching import CallBatcher, batch_models, run_concurrently
+@dataclass(frozen=True)
+class GraphSpec:
+    """What a worker process needs to load the graph it replays (a loaded assistant does not pickle)."""
 
-    batcher = CallBatcher()
-    batch_models(batcher, [assistant.models.get("crs")], assistant.llms)
-    kind = assistant.kind
+    run: str
+    kind: str
+    reply_writer: str = "controller"
+    bf16_prefill: bool = False  # the LLMs' prompt pass in bfloat16 (llm/decoding.py)
+
+    def load(self) -> Any:
+        from agent.assistant import Assistant, memory_checkpointer
+        from agent.policy import PolicyConfig
+
+        assistant = Assistant.from_run(self.run, self.kind, checkpointer=memory_checkpointer(),
+                                       policy=PolicyConfig(reply_writer=self.reply_writer))
+        for llm in assistant.llms:
+            llm.bf16_prefill = self.bf16_prefill
+        return assistant
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_processes() -> int:
+    """Replay processes when none are asked for: one per CPU core (at most 4) on CPU, one on a GPU. The
+    embedded models' decoding is bound by Python, not arithmetic, so one process uses about one core
+    whatever torch's thread count (README, replay speed)."""
+    return 1 if _cuda() else max(1, min(4, cpu_cores()))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+_worker: dict[str, Any] = {"graphs": {}}  # per graph kind, what a replay worker process loaded for it
+
+
+def _start_worker(threads: int) -> None:
+    import faiss
+    import torch
+
+    setup_logging(logging.WARNING)
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+
+
+def _loaded(spec: GraphSpec, workers: int) -> tuple[Any, Any]:
+    """This worker process's copy of a graph (loaded at its first chunk) and its call batcher."""
+    from .batching import CallBatcher, batch_models
+
+    if spec.kind not in _worker["graphs"]:
+        try:
+            assistant = spec.load()
+        except Exception as exc:  # noqa: BLE001 - raised again by every chunk, so the parent reports it
+            _worker["graphs"][spec.kind] = _portable(exc)
+        else:
+            batcher = CallBatcher()
+            batch_models(batcher, [assistant.models.get("crs")], assistant.llms)
+            _worker["graphs"][spec.kind] = (assistant, batcher)
+    loaded = _worker["graphs"][spec.kind]
+    if isinstance(loaded, Exception):
+        raise loaded
+    return loaded
+
+
+def _portable(result: Any) -> Any:
+    """A job's result as it can travel back to the parent process (an exception that does not pickle is
+    sent as a RuntimeError with its type and message)."""
+    if isinstance(result, Exception):
+        try:
+            pickle.dumps(result)
+        except Exception:  # noqa: BLE001 - any pickling failure
+            return RuntimeError(f"{type(result).__name__}: {result}")
+    return result
+
+
+def _replay_points(assistant: Any, batcher: Any, indexed: Sequence[tuple[int, ReplayPoint]], run_id: str,
+                   workers: int, on_done: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
+    """Run (index, point) pairs through a loaded graph: (index, outcome) per point, an outcome being
+    (prediction, catalog rank, steps) or the exception the turn raised."""
+    from .batching import run_concurrently
+
+    jobs = [lambda p=p, i=i: run_point(assistant, p, f"replay-{assistant.kind}-{run_id}-{i}") for i, p in indexed]
+    results = run_concurrently(jobs, workers, batcher, on_done=(lambda _i, _r: on_done(1)) if on_done else None)
+    recs = [(p, r) for (_i, p), r in zip(indexed, results) if not isinstance(r, Exception) and p.gold_items]
+    ranks = dict(zip([p.key for p, _ in recs], catalog_ranks(assistant.models["crs"], recs)))  # one batched call
+    return [(i, r if isinstance(r, Exception) else (r["prediction"], ranks.get(p.key), r["events"]))
+            for (i, p), r in zip(indexed, results)]
+
+
+def _replay_chunk(spec: GraphSpec, chunk: Sequence[tuple[int, ReplayPoint]], run_id: str,
+                  workers: int) -> tuple[list[tuple[int, Any]], dict]:
+    """Run a chunk of points through a graph in this worker process: (index, outcome) per point; the
+    model calls asked and made for them, the staff items the graph's catalog lacks, the seconds taken
+    (loading the graph included)."""
+    start = time.perf_counter()
+    assistant, batcher = _loaded(spec, workers)
+    before = (batcher.requests, batcher.calls)
+    done = _replay_points(assistant, batcher, chunk, run_id, workers)
+    unknown = {i for _, p in chunk for i in p.gold_items if i not in assistant.models["crs"].catalog}
+    return [(i, _portable(r)) for i, r in done], {"requests": batcher.requests - before[0],
+                                                  "calls": batcher.calls - before[1], "unknown": unknown,
+                                                  "seconds": time.perf_counter() - start}
+
+
+def replay_in_processes(specs: Sequence[GraphSpec], points: Sequence[ReplayPoint], corpus: Corpus, processes: int,
+                        workers: int = 1, progress: bool = True) -> dict[str, dict]:
+    """Every point through every graph, shared out among `processes` worker processes (one pool for
+    all graphs: each process loads a graph at its first chunk of it, and none waits for another graph
+    to finish), each with cores // processes torch threads. Per graph kind the result of
+    `replay_graph`; its seconds are its share of the wall time (its chunks' seconds over `processes`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, cpu_cores() // processes)
+    indexed = list(enumerate(points))
+    size = max(1, min(4, len(indexed) // (processes * 4)))  # small chunks keep the processes evenly busy
+    chunks = [indexed[i:i + size] for i in range(0, len(indexed), size)]
+    outcomes: dict[str, list[Any]] = {spec.kind: [None] * len(points) for spec in specs}
+    totals = {spec.kind: {"requests": 0, "calls": 0, "seconds": 0.0, "unknown": set()} for spec in specs}
+    run_id = uuid.uuid4().hex[:8]  # thread ids of this replay, apart from any other run of the same graph
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(points), desc=f"replay graph {kind}", unit="turn")
+        bar = tqdm(total=len(points) * len(specs), desc="replay " + " + ".join(s.kind for s in specs), unit="turn")
+    # spawn: a forked child would inherit the parent's torch thread pools, which can hang it
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_replay_chunk, spec, chunk, run_id, workers): spec.kind
+                   for spec in specs for chunk in chunks}
+        for future in as_completed(futures):
+            kind = futures[future]
+            done, counts = future.result()  # a worker that died (not a failed turn) ends the replay
+            for i, r in done:
+                outcomes[kind][i] = r
+            total = totals[kind]
+            for name in ("requests", "calls", "seconds"):
+                total[name] += counts[name]
+            total["unknown"] |= counts["unknown"]
+            if bar is not None:
+                bar.update(len(done))
+    if bar is not None:
+        bar.close()
+    out = {}
+    for spec in specs:
+        total = totals[spec.kind]
+        out[spec.kind] = scored_run(spec.kind, points, outcomes[spec.kind], corpus, total["seconds"] / processes,
+                                    {"requests": total["requests"], "calls": total["calls"], "workers": workers,
+                                     "processes": processes})
+        out[spec.kind]["unknown_to_catalog"] = len(total["unknown"])
+    return out
+
+
+def replay_graph(graph: Any, points: Sequence[ReplayPoint], corpus: Corpus, workers: int = 1,
+                 progress: bool = True, processes: int = 1) -> dict:
+    """Run every point through one graph, a loaded `Assistant` or a `GraphSpec` to load (in `processes`
+    worker processes when more than one: `replay_in_processes`). Returns the per-point records, the
+    aggregate, timings and the number of staff items the graph's catalog lacks."""
+    from .batching import CallBatcher, batch_models
+
+    if processes > 1:
+        if not isinstance(graph, GraphSpec):
+            raise ValueError("replay_graph with processes > 1 needs a GraphSpec, which each process loads")
+        return replay_in_processes([graph], points, corpus, processes, workers, progress)[graph.kind]
+    assistant = graph.load() if isinstance(graph, GraphSpec) else graph
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(points), desc=f"replay graph {assistant.kind}", unit="turn")
     run_id = uuid.uuid4().hex[:8]  # thread ids of this replay, apart from any other run of the same graph
-    jobs = [lambda p=p, i=i: run_point(assistant, p, f"replay-{kind}-{run_id}-{i}") for i, p in enumerate(points)]
     start = time.perf_counter()
+    batcher = CallBatcher()
+    batch_models(batcher, [assistant.models.get("crs")], assistant.llms)
     try:
-        results = run_concurrently(jobs, workers, batcher, on_done=(lambda _i, _r: bar.update(1)) if bar else None)
+        done = _replay_points(assistant, batcher, list(enumerate(points)), run_id, workers,
+                              bar.update if bar is not None else None)
     finally:
         batcher.restore()
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    ok = [(p, r) for p, r in zip(points, results) if not isinstance(r, Exception)]
-    recs = [(p, r) for p, r in ok if p.gold_items]
-    ranks = dict(zip([p.key for p, _ in recs], catalog_ranks(assistant.models["crs"], recs)))  # one batched call
-    outcomes = [r if isinstance(r, Exception) else (r["prediction"], ranks.get(p.key), r["events"])
-                for p, r in zip(points, results)]
-    return scored_run(kind, points, outcomes, corpus, seconds,
-                      {"requests": batcher.requests, "calls": batcher.calls, "workers": workers})
+    result = scored_run(assistant.kind, points, [r for _, r in done], corpus, seconds,
+                        {"requests": batcher.requests, "calls": batcher.calls, "workers": workers, "processes": 1})
+    result["unknown_to_catalog"] = len({i for p in points for i in p.gold_items
+                                        if i not in assistant.models["crs"].catalog})
+    return result
 
 
 def scored_run(kind: str, points: Sequence[ReplayPoint], outcomes: Sequence, corpus: Corpus, seconds: float,
@@ -402,7 +566,7 @@ def replay_trivial(policy: TrivialPolicy, points: Sequence[ReplayPoint], corpus:
     start = time.perf_counter()
     outcomes = [(*policy.run(point), None) for point in points]
     return scored_run("trivial", points, outcomes, corpus, time.perf_counter() - start,
-                      {"requests": 0, "calls": 0, "workers": 1})
+                      {"requests": 0, "calls": 0, "workers": 1, "processes": 1})
 
 
 # ----------------------------------------------------------------------------------- the report
@@ -480,12 +644,17 @@ def render_markdown(report: dict) -> str:
                       for n in report["offline"]]
             lines.append(f"| {SHORT[m]} ({task} {om} offline) | " + " | ".join(cells) + " |")
     lines += ["", "## Timing", "",
-              "| graph | turns | seconds | turns/s | model calls asked | batched calls made | workers |",
-              "|---|---|---|---|---|---|---|"]
+              "| graph | turns | seconds | turns/s | model calls asked | batched calls made | processes | workers each |",
+              "|---|---|---|---|---|---|---|---|"]
     for kind, g in graphs.items():
         b = g["batching"]
         lines.append(f"| {kind} | {g['metrics'].get('all', {}).get('n', 0)} | {g['seconds']:.1f} | {g['turns_per_s']:.2f} | "
-                     f"{b['requests']} | {b['calls']} | {b['workers']} |")
+                     f"{b['requests']} | {b['calls']} | {b.get('processes', 1)} | {b['workers']} |")
+    if "seconds" in report:
+        lines += ["", f"The graphs' replay took {report['seconds']:.1f} s of wall time. In worker processes the "
+                      "graphs share one pool, and a graph's seconds are its share of that time (its chunks' "
+                      "seconds over the processes). The LLMs' prompt pass ran in "
+                      + ("bfloat16." if report.get("bf16_prefill") else "float32.")]
     lines += ["", "![replay beside offline](replay.png)", ""]
     return "\n".join(lines)
 
@@ -575,18 +744,24 @@ class ReplayArgs:
     graph: str = field(default="both", metadata={"help": "llm | crs | both"})
     split: str = field(default="test", metadata={"help": "train | valid | test"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/replay)"})
-    workers: int = field(default=16, metadata={"help": "conversations run at once (their model calls are batched); "
-                                                      "1: one after the other"})
+    processes: int = field(default=0, metadata={"help": "worker processes sharing the turns out, each with its own "
+                                                       "copy of the models (0: one per CPU core, at most 4, on CPU; "
+                                                       "1 on a GPU)"})
+    workers: int = field(default=0, metadata={"help": "conversations run at once in each process (their model calls "
+                                                     "are batched; 0: 1 on CPU, where batching the embedded models "
+                                                     "is slower, 16 on a GPU)"})
     max_dialogues: int | None = field(default=None, metadata={"help": "replay only the first N dialogues"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
+    bf16_prefill: str = field(default="auto", metadata={"help": "the LLMs' prompt pass in bfloat16 on CPU: auto (where "
+                                                             "the CPU has bf16 matrix units), on, off (float32 "
+                                                             "throughout)"})
     reply_writer: str = field(default="controller", metadata={"help": "graph 1's replies: controller (its own "
                                                                      "text) | llm (the instruction-tuned LLM "
                                                                      "writes them)"})
 
 
 def replay(args: ReplayArgs) -> dict:
-    from agent.assistant import GRAPHS, Assistant, memory_checkpointer
-    from agent.policy import PolicyConfig
+    from agent.assistant import GRAPHS, RunPaths
     from uneed.corpus import load_corpus
 
     kinds = list(GRAPHS) if args.graph == "both" else [args.graph]
@@ -594,8 +769,16 @@ def replay(args: ReplayArgs) -> dict:
         raise PresalesError(f"--graph must be llm, crs or both, got {args.graph!r}")
     if args.split not in SPLITS:
         raise PresalesError(f"--split must be one of {', '.join(SPLITS)}, got {args.split!r}")
-    if args.workers < 1:
-        raise PresalesError(f"--workers must be at least 1, got {args.workers}")
+    for name in ("processes", "workers"):
+        if getattr(args, name) < 0:
+            raise PresalesError(f"--{name} must be 0 (automatic) or more, got {getattr(args, name)}")
+    if args.reply_writer not in ("llm", "controller"):
+        raise PresalesError(f"--reply-writer must be llm or controller, got {args.reply_writer!r}")
+    if args.bf16_prefill not in ("auto", "on", "off"):
+        raise PresalesError(f"--bf16-prefill must be auto, on or off, got {args.bf16_prefill!r}")
+    bf16_prefill = args.bf16_prefill == "on" or (args.bf16_prefill == "auto" and not _cuda() and cpu_bf16_matmul())
+    processes = args.processes or default_processes()
+    workers = args.workers or (1 if processes > 1 or not _cuda() else 16)
     corpus = load_corpus(args.data, skip_invalid=True)
     if corpus.report.skipped_dialogues:
         log.warning("%s: %d invalid dialogues left out (presales data validate lists them)", args.data,
@@ -610,22 +793,28 @@ def replay(args: ReplayArgs) -> dict:
                     "skipped", len(missing), args.data, ", ".join(missing[:3]))
     report: dict[str, Any] = {"run": str(args.run), "data": str(args.data), "split": args.split, "points": len(points),
                               "dialogues": len({p.sid for p in points}), "missing_items": len(missing),
-                              "reply_writer": args.reply_writer, "graphs": {}}
-    for kind in kinds:
-        assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer(),
-                                       policy=PolicyConfig(reply_writer=args.reply_writer))
-        # the replayed corpus's knowledge first, the run's for the rest (the graph's tools read the run's)
-        merged = Corpus(corpus.dialogues, {**assistant.corpus.items, **corpus.items}, corpus.behaviours)
-        report["unknown_to_catalog"] = sum(i not in assistant.models["crs"].catalog for i in gold_items)
-        log.info("replaying %d turns through %s with %d workers", len(points), GRAPH_NAMES[kind], args.workers)
-        report["graphs"][kind] = replay_graph(assistant, points, merged, args.workers, args.progress)
-        g = report["graphs"][kind]
+                              "reply_writer": args.reply_writer, "bf16_prefill": bf16_prefill, "graphs": {}}
+    # the run's corpus: its train split is what the trivial policy fits, its items what the graphs' tools read
+    run_corpus = load_corpus(RunPaths.from_run(args.run).data, skip_invalid=True, require_splits=False)
+    # the replayed corpus's knowledge first, the run's for the rest
+    merged = Corpus(corpus.dialogues, {**run_corpus.items, **corpus.items}, corpus.behaviours)
+    specs = [GraphSpec(str(args.run), kind, args.reply_writer, bf16_prefill) for kind in kinds]
+    log.info("replaying %d turns through %s in %d processes of %d workers", len(points),
+             " and ".join(GRAPH_NAMES[k] for k in kinds), processes, workers)
+    start = time.perf_counter()
+    if processes > 1:
+        report["graphs"] = replay_in_processes(specs, points, merged, processes, workers, args.progress)
+    else:
+        report["graphs"] = {s.kind: replay_graph(s, points, merged, workers, args.progress) for s in specs}
+    report["seconds"] = time.perf_counter() - start
+    for kind, g in report["graphs"].items():
+        report["unknown_to_catalog"] = g.pop("unknown_to_catalog")
         log.info("%s: %d turns in %.1f s (%.2f turns/s), %d failed", kind, len(points), g["seconds"],
                  g["turns_per_s"], g["errors"])
         if g["errors"] == len(points):
             raise PresalesError(f"graph {kind}: every replayed turn failed, first: {g['records'][0]['error']}")
     # the bar to clear, on the same points, fitted on what the run's models trained on
-    report["graphs"]["trivial"] = replay_trivial(TrivialPolicy(assistant.corpus, merged), points, merged)
+    report["graphs"]["trivial"] = replay_trivial(TrivialPolicy(run_corpus, merged), points, merged)
     report["offline"] = offline_scores(Path(args.run), kinds)
     return report
 

@@ -34,6 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
+from .forcing import ToolCallGrammar
 from .parsing import TOOL_OPEN, format_tool_call, parse_tool_calls
 from .prompts import render_prompt
 
@@ -186,6 +187,8 @@ class PresalesChatModel(BaseChatModel):
     # False: the caller reads only tool calls (graph 1 when the instruction-tuned LLM writes the replies),
     # so with tools bound a generation ends as soon as it does not open with a tool call
     reply_text: bool = True
+    # with tools bound, the parts of a tool call that the format fixes are fed in, not decoded (llm.forcing)
+    jump_forward: bool = True
 
     @classmethod
     def from_path(cls, path: str, **kwargs: Any) -> "PresalesChatModel":
@@ -237,8 +240,15 @@ class PresalesChatModel(BaseChatModel):
             log.info("dropped the %d oldest messages to fit the prompt into %d tokens", dropped, budget)
         prompt = render_messages(messages, tools, template, self.tool_format) + prefix
         opening = TOOL_OPEN if tools and not prefix and not self.reply_text else None
+        forced = None
+        if tools and self.jump_forward:
+            grammar = ToolCallGrammar.from_tools(tools)
+
+            def forced(text: str) -> str:
+                return grammar.forced(prefix + text)
+
         raw = prefix + self.llm.generate([prompt], max_new_tokens=self.max_new_tokens,
-                                         stop_unless_opens_with=opening)[0]
+                                         stop_unless_opens_with=opening, forced=forced)[0]
         for s in stop or []:
             if s and s in raw:
                 raw = raw[: raw.index(s)]

@@ -113,8 +113,9 @@ class LeanQwen2:
 
     def _forward(self, layers, x, cos, sin, cache, start, allowed):
         """Hidden states of new tokens x [B, T, d] written at cache positions start..start+T-1;
-        allowed [B, 1, T, start+T] is the attention mask over the cache so far (boolean or additive),
-        None for plain causal attention of a prompt without padding (start 0)."""
+        allowed [B, 1, T, start+T] is the attention mask over the cache so far (boolean or additive);
+        None: plain causal attention of a prompt without padding (start 0), or one new token of rows
+        without padding that sees the whole cache (start > 0, T = 1)."""
         import torch
         import torch.nn.functional as F
 
@@ -131,17 +132,22 @@ class LeanQwen2:
             if hk != hq:
                 keys = keys.repeat_interleave(hq // hk, dim=1)
                 values = values.repeat_interleave(hq // hk, dim=1)
-            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, is_causal=allowed is None)
+            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed,
+                                               is_causal=allowed is None and start == 0)
             x = x + F.linear(a.transpose(1, 2).reshape(b, t, hq * d), o_w, o_b)
             gate, up = F.linear(self._norm(x, ln2), gate_up_w).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, down_w)
         return x
 
     def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id, pad_token_id: int,
-                 stop_row=None):
+                 stop_row=None, force_row=None, bf16_prefill: bool = False):
         """[B, T + n] like `model.generate(..., do_sample=False)`: the prompt, then greedy tokens,
         `pad_token_id` after a row's end-of-sequence token, n <= max_new_tokens. `stop_row(row, ids)`,
-        if given, is asked after each token with the row's new token ids and ends the row on True."""
+        if given, is asked after each token with the row's new token ids and ends the row on True.
+        `force_row(row, ids)`: the token ids that must follow (llm.forcing), taken instead of the greedy
+        ones; with one row they go through the model in one pass (jump-forward decoding).
+        bf16_prefill: the prompt's pass in bfloat16 (the steps stay in float32): faster on CPUs with
+        bf16 matrix units (uneed.device.cpu_bf16_matmul), and no longer the tokens of float32 exactly."""
         import torch
 
         model = self.model
@@ -167,37 +173,67 @@ class LeanQwen2:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
             cos_table, sin_table = self._rotary_table(int(positions.max()) + max_new_tokens + 1, dtype,
                                                       input_ids.device)
-            if bool(attention_mask.bool().all()):
+            unpadded = bool(attention_mask.bool().all())
+            if unpadded:
                 allowed = None  # no padding: plain causal attention
             else:
                 causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
                 allowed = causal[None] & attention_mask.bool()[:, None, :]
                 allowed |= torch.eye(t, dtype=torch.bool, device=input_ids.device)[None]  # pad rows see themselves: no NaN
                 allowed = allowed[:, None]
-            x = self._forward(layers, embed[input_ids], cos_table[positions][:, None], sin_table[positions][:, None],
-                              cache, 0, allowed)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_prefill):
+                x = self._forward(layers, embed[input_ids], cos_table[positions][:, None],
+                                  sin_table[positions][:, None], cache, 0, allowed).to(dtype)
             next_pos = positions[:, -1] + 1
             finished = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
             new = []
             step = t
             last = x[:, -1]
-            for _ in range(max_new_tokens):
+            # forced tokens each row takes next, from the first one on
+            pending = [list(force_row(row, []))[:max_new_tokens] if force_row is not None else [] for row in range(b)]
+            while len(new) < max_new_tokens:
                 logits = torch.nn.functional.linear(self._norm(last, final_norm), head)
                 token = logits.argmax(-1)
+                for row in range(b):
+                    if pending[row]:
+                        token[row] = pending[row].pop(0)
                 token = torch.where(finished, torch.full_like(token, pad_token_id), token)
                 new.append(token)
                 finished |= torch.isin(token, eos)
-                if stop_row is not None:
+                if stop_row is not None or force_row is not None:
                     ids_so_far = torch.stack(new, dim=1).tolist()
                     for row in range(b):
-                        if not finished[row] and stop_row(row, ids_so_far[row]):
+                        if not finished[row] and stop_row is not None and stop_row(row, ids_so_far[row]):
                             finished[row] = True
+                        if not finished[row] and force_row is not None and not pending[row]:
+                            pending[row] = list(force_row(row, ids_so_far[row]))[:max_new_tokens - len(new)]
                 if bool(finished.all()) or len(new) == max_new_tokens:
                     break
-                blocked[:, 0, 0, step] = 0.0
-                x = self._forward(layers, embed[token][:, None], cos_table[next_pos][:, None, None],
-                                  sin_table[next_pos][:, None, None], cache, step, blocked[..., :step + 1])
+                chunk = token[:, None]
+                while b == 1 and pending[0]:  # jump forward: the forced tokens go through in this same pass
+                    forced = torch.tensor([pending[0]], dtype=chunk.dtype, device=chunk.device)
+                    chunk = torch.cat([chunk, forced], 1)
+                    new += [forced[:, j] for j in range(forced.shape[1])]
+                    ids_so_far = torch.stack(new, dim=1).tolist()[0]
+                    if stop_row is not None and stop_row(0, ids_so_far):
+                        finished[0] = True
+                        break
+                    pending[0] = list(force_row(0, ids_so_far))[:max_new_tokens - len(new)]
+                if bool(finished.all()) or len(new) == max_new_tokens:
+                    break
+                n = chunk.shape[1]
+                blocked[:, 0, 0, step:step + n] = 0.0
+                allowed = blocked[..., :step + n]
+                if n == 1 and unpadded:
+                    allowed = None  # one new token that sees the whole cache: no mask (a faster kernel)
+                elif n > 1:  # causal within the chunk
+                    allowed = allowed.expand(b, 1, n, step + n).clone()
+                    allowed[..., step:] += torch.full((n, n), float("-inf"), dtype=dtype,
+                                                      device=input_ids.device).triu(1)
+                pos = next_pos[:, None] + torch.arange(n, device=input_ids.device)[None]
+                x = self._forward(layers, embed[chunk], cos_table[pos][:, None], sin_table[pos][:, None], cache,
+                                  step, allowed)
                 last = x[:, -1]
-                next_pos = next_pos + 1
-                step += 1
+                next_pos = next_pos + n
+                step += n
         return torch.cat([input_ids, torch.stack(new, dim=1)], dim=1)

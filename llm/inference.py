@@ -27,7 +27,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Item
 from uneed.device import autocast
@@ -113,6 +113,37 @@ class _RowStop:
         return torch.tensor([self.stop_row(r, ids) for r, ids in enumerate(new)], device=input_ids.device)
 
 
+def _forcing(tokenizer, forced: Callable[[str], str]):
+    """force_row(row, new_ids) for LLM.generate: the token ids of the text that must follow the row's
+    text so far (llm.forcing), [] where the model chooses."""
+
+    def force_row(row: int, new_ids: list[int]) -> list[int]:
+        text = forced(tokenizer.decode(new_ids, skip_special_tokens=True))
+        return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] if text else []
+
+    return force_row
+
+
+class _ForcedTokens:
+    """A transformers logits processor over a force_row callback (model.generate's path): one forced
+    token per step, the same tokens the bare decoding loop takes."""
+
+    def __init__(self, force_row, prompt_width: int):
+        self.force_row, self.width = force_row, prompt_width
+        self.pending: dict[int, list[int]] = {}
+
+    def __call__(self, input_ids, scores):
+        new = input_ids[:, self.width:].tolist()
+        for row, ids in enumerate(new):
+            if not self.pending.get(row):
+                self.pending[row] = list(self.force_row(row, ids))
+            if self.pending.get(row):
+                token = self.pending[row].pop(0)
+                scores[row] = float("-inf")
+                scores[row, token] = 0.0
+        return scores
+
+
 class LLM:
     """A causal LM plus the prompt settings it was fine-tuned with."""
 
@@ -124,6 +155,8 @@ class LLM:
         self.source = source
         # greedy decoding in bare torch on CPU where the model allows it (llm/decoding.py); False: model.generate
         self.bare_decoding = True
+        # the prompt's pass in bfloat16 on CPU (bare decoding only; llm/decoding.py): off unless asked
+        self.bf16_prefill = False
         self.model.eval()
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "seq_length", None)
         if limit and self.settings.max_length > limit:
@@ -183,11 +216,14 @@ class LLM:
         return int(self.settings.max_length)
 
     def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
-                 progress: bool = False, stop_unless_opens_with: str | None = None) -> list[str]:
+                 progress: bool = False, stop_unless_opens_with: str | None = None,
+                 forced: Callable[[str], str] | None = None) -> list[str]:
         """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
         max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises.
         stop_unless_opens_with: a continuation ends as soon as its text (leading spaces aside) can no
-        longer open with this string (e.g. a caller that only reads tool calls)."""
+        longer open with this string (e.g. a caller that only reads tool calls).
+        forced(text): the text that must follow a continuation's text so far ('' where the model
+        chooses; llm.forcing.ToolCallGrammar), fed in without decoding steps where the decoding allows."""
         import torch
 
         if isinstance(prompts, str):
@@ -218,6 +254,7 @@ class LLM:
         lean = lean_decoder(self.model) if self.bare_decoding and self.device.type == "cpu" else None
         for batch in batches:
             stop_row = _opening_check(tok, stop_unless_opens_with) if stop_unless_opens_with else None
+            force_row = _forcing(tok, forced) if forced is not None else None
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -226,13 +263,18 @@ class LLM:
                 ids[row, width - n:] = torch.tensor(encoded[i])
                 mask[row, width - n:] = 1
             if lean is not None:
-                gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row)
+                gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row,
+                                    force_row, self.bf16_prefill)
             else:
                 extra = {}
                 if stop_row is not None:
                     from transformers import StoppingCriteriaList
 
                     extra["stopping_criteria"] = StoppingCriteriaList([_RowStop(stop_row, width)])
+                if force_row is not None:
+                    from transformers import LogitsProcessorList
+
+                    extra["logits_processor"] = LogitsProcessorList([_ForcedTokens(force_row, width)])
                 with torch.inference_mode(), autocast(self.device):
                     gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -311,12 +353,12 @@ class LLM:
     def recommend(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
                   crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str | None]:
         """One item id per sample, chosen among its (at most 20, lettered A-T) candidates; None if unreadable."""
-        from uneed.tasks import cap_candidates
+        from uneed.tasks.llm_format import lettered_candidates
 
         self._check_task(samples, "recommend")
         stats = ParseStats()
         texts = self.complete(samples, items, crs_predictions, batch_size)
-        out = [parse_recommend(t, cap_candidates(s.candidates, s.target or None), stats)
+        out = [parse_recommend(t, lettered_candidates(s, (crs_predictions or {}).get(s.key)), stats)
                for s, t in zip(samples, texts)]
         self._report(stats, "recommend")
         return out
@@ -335,7 +377,7 @@ class LLM:
                 progress: bool = False) -> list[dict]:
         """Prediction-file rows {key, task, prediction, raw}: text for understand/elicit/respond,
         [item_id] (or []) for recommend - what uneed.tasks.write_predictions writes."""
-        from uneed.tasks import cap_candidates
+        from uneed.tasks.llm_format import lettered_candidates
 
         samples = list(samples)
         texts = self.complete(samples, items, crs_predictions, batch_size, progress)
@@ -347,7 +389,7 @@ class LLM:
             elif s.task == "elicit":
                 pred = format_keys(parse_elicit(raw, st))
             elif s.task == "recommend":
-                choice = parse_recommend(raw, cap_candidates(s.candidates, s.target or None), st)
+                choice = parse_recommend(raw, lettered_candidates(s, (crs_predictions or {}).get(s.key)), st)
                 pred = [choice] if choice else []
             else:
                 pred = parse_respond(raw, st)

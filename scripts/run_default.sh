@@ -65,9 +65,10 @@ cat "$OUT/tables.md"
 # the agent measured as it runs (eval/replay.py, eval/simulate.py); a finished report is not made again
 EPISODES=${EPISODES:-$([ "$PROFILE" = tiny ] && echo 10 || echo 100)}
 step "replay of the test split through both graphs → $OUT/replay"
-# workers: batched model calls pay on the tiny models and on a GPU; on 2 cores the default models' long
-# prompts make one conversation at a time faster overall (README, replay speed)
-WORKERS=${WORKERS:-$([ "$PROFILE" = default ] && echo 1 || echo 16)}
+# by default (0) one worker process per core on CPU, each replaying one conversation at a time, and one
+# process batching 16 conversations' model calls on a GPU; batched calls also pay on the tiny models
+# (README, replay speed)
+WORKERS=${WORKERS:-$([ "$PROFILE" = tiny ] && echo 16 || echo 0)}
 [ -f "$OUT/replay/replay.json" ] || presales replay --data "$DATA" --run "$OUT" --graph both --split test \
     --out "$OUT/replay" --progress false --workers "$WORKERS"
 

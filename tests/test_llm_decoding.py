@@ -100,3 +100,23 @@ def test_a_continuation_that_cannot_open_as_asked_stops_there(bare):
     assert llm.generate(["有没有保湿的面霜"], max_new_tokens=12, stop_unless_opens_with=free[:3] + "\x00")[0].lstrip() == free[:4]
     # an opening it follows whole: nothing is cut
     assert llm.generate(["有没有保湿的面霜"], max_new_tokens=12, stop_unless_opens_with=free[:5])[0].lstrip() == free
+
+
+def test_bf16_prefill_runs_the_prompt_pass_in_bfloat16_and_the_steps_in_float32():
+    model = _qwen2()
+    ids, mask = _left_padded([9, 31, 20])
+    lean = lean_decoder(model)
+    seen = []
+    forward = lean._forward
+
+    def spy(layers, x, *args):
+        seen.append((x.shape[1], torch.is_autocast_enabled("cpu")))
+        return forward(layers, x, *args)
+
+    lean._forward = spy
+    got = lean.generate(ids, mask, 12, 2, 0, bf16_prefill=True)
+    assert seen[0] == (31, True) and all(not bf16 for _, bf16 in seen[1:])
+    assert got.dtype == torch.long and got.shape[0] == 3 and torch.equal(got[:, :31], ids)
+    seen.clear()
+    assert torch.equal(lean.generate(ids, mask, 12, 2, 0), _hf(model, ids, mask, 12, eos=2))  # off by default
+    assert seen[0] == (31, False)

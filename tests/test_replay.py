@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from eval.batching import CallBatcher, run_concurrently
-from eval.replay import (METRICS, ReplayArgs, aggregate, decision_accuracy, dialogue_points, replay, score_point,
-                         write_report)
+from eval.replay import (METRICS, ReplayArgs, aggregate, decision_accuracy, dialogue_points, render_markdown, replay,
+                         score_point, write_report)
 from uneed.corpus import Item
 from uneed.errors import PresalesError
 from uneed.metrics import get_metric
@@ -139,7 +139,7 @@ def test_batcher_merges_concurrent_calls_and_keeps_each_result():
 
 def test_replay_end_to_end(agent_run, tiny_corpus_dir, tmp_path):
     args = ReplayArgs(data=str(tiny_corpus_dir), run=str(agent_run), graph="both", max_dialogues=3, workers=4,
-                      progress=False)
+                      processes=1, progress=False)
     report = replay(args)
     assert set(report["graphs"]) == {"llm", "crs", "trivial"} and report["points"] > 3
     for kind, g in ((k, report["graphs"][k]) for k in ("llm", "crs")):
@@ -174,24 +174,37 @@ def test_replay_end_to_end(agent_run, tiny_corpus_dir, tmp_path):
     assert "records" not in summary["graphs"]["llm"] and summary["offline"]
     md = out["md"].read_text(encoding="utf-8")
     assert "| graph 1 (LLM in control) |" in md and "| trivial policy (" in md
+    from uneed.device import cpu_bf16_matmul
+
+    assert report["bf16_prefill"] == cpu_bf16_matmul()  # auto: where the CPU has bf16 matrix units
+    assert ("prompt pass ran in bfloat16" if cpu_bf16_matmul() else "prompt pass ran in float32") in md
     accuracy, n = decision_accuracy(report["graphs"]["llm"]["confusion"])
     assert f"Ask vs recommend, end to end (graph 1 (LLM in control)): {accuracy:.3f} of the {n} points" in md
     assert out["png"].stat().st_size > 10_000 and out["csv"].read_text().startswith("graph,category,metric")
 
 
-def test_replay_batched_equals_one_by_one(agent_run, tiny_corpus_dir):
-    one = replay(ReplayArgs(data=str(tiny_corpus_dir), run=str(agent_run), graph="crs", max_dialogues=2, workers=1,
-                            progress=False))
-    many = replay(ReplayArgs(data=str(tiny_corpus_dir), run=str(agent_run), graph="crs", max_dialogues=2, workers=6,
-                             progress=False))
-    assert [r["prediction"] for r in one["graphs"]["crs"]["records"]] == \
-        [r["prediction"] for r in many["graphs"]["crs"]["records"]]
-    assert many["graphs"]["crs"]["batching"]["calls"] < one["graphs"]["crs"]["batching"]["calls"]
+def test_replay_batched_or_in_processes_equals_one_by_one(agent_run, tiny_corpus_dir):
+    def run(processes, workers):
+        return replay(ReplayArgs(data=str(tiny_corpus_dir), run=str(agent_run), graph="both", max_dialogues=2,
+                                 processes=processes, workers=workers, progress=False, bf16_prefill="off"))
+
+    one, many, shared = run(1, 1), run(1, 6), run(2, 1)
+    for kind in ("llm", "crs"):
+        assert [r["prediction"] for r in one["graphs"][kind]["records"]] == \
+            [r["prediction"] for r in many["graphs"][kind]["records"]]
+        assert many["graphs"][kind]["batching"]["calls"] < one["graphs"][kind]["batching"]["calls"]
+        # two worker processes sharing one pool for both graphs, each with its own copy of each graph:
+        # the same turns, in the same order
+        assert shared["graphs"][kind]["batching"]["processes"] == 2 and shared["graphs"][kind]["errors"] == 0
+        assert [(r["key"], r["prediction"], r["scores"]) for r in one["graphs"][kind]["records"]] == \
+            [(r["key"], r["prediction"], r["scores"]) for r in shared["graphs"][kind]["records"]]
+    assert shared["unknown_to_catalog"] == one["unknown_to_catalog"]
+    assert 0 < shared["seconds"] and "of wall time" in render_markdown(shared)
 
 
 def test_replay_of_the_real_samples(agent_run, samples_dir):
     report = replay(ReplayArgs(data=str(samples_dir), run=str(agent_run), graph="crs", split="valid",
-                               progress=False, workers=2))
+                               progress=False, workers=2, processes=1))
     g = report["graphs"]["crs"]
     assert report["points"] == 3 and g["errors"] == 0
     assert report["missing_items"] >= 1  # the samples recommend items their item_kg.txt excerpt lacks

@@ -59,7 +59,12 @@ def test_crs_assisting_llm_adds_instruction_and_ranking(corpus):
     ranking = list(reversed(rec.candidates))
     record = llm_record(rec, corpus.items, crs_prediction=ranking)
     assert record["instruction"].endswith("完成任务时需要考虑对话推荐系统（CRS）的预测结果。")
-    assert record["input"].endswith("对话推荐系统对候选商品的排序：" + "、".join(reversed("ABCDEFGHIJKLMNOPQRST")))
+    assert record["input"].endswith("候选商品按对话推荐系统的排序列出，A是它的首选")
+    assert record["candidates"] == ranking  # lettered in the CRS's order: A is its first choice
+    assert record["output"] == "ABCDEFGHIJKLMNOPQRST"[ranking.index(rec.target)]
+    first_two = llm_record(rec, corpus.items, crs_prediction=ranking[-1:] + ranking[:1])
+    assert first_two["candidates"][:2] == [ranking[-1], ranking[0]]  # unranked ones keep their order after
+    assert first_two["candidates"][2:] == [c for c in rec.candidates if c not in first_two["candidates"][:2]]
     und = build_samples(corpus, "test", ["understand"])[0]
     assert llm_record(und, corpus.items, "性别：男")["input"].endswith("对话推荐系统识别的属性和属性值：性别：男")
 
