@@ -7,10 +7,11 @@ Ways (each adds one thing to the one before):
   generate        one process, one turn at a time, the LLM decoding through `model.generate` (baseline)
   bare            its bare-torch decoding (llm/decoding.py, the default on CPU)
   jump-forward    the parts of a tool call the format fixes fed in, not decoded (llm/forcing.py)
+  bf16 prefill    the prompt pass in bfloat16 (where the CPU has bf16 matrix units; else as before)
   processes       the turns shared out among --processes worker processes (`presales replay`'s default
                   on CPU: one per core)
-Prints seconds, turns/s and the ratio to the baseline per way, whether every way replayed the same
-(predictions equal), and the time the whole split would take the default way.
+Prints seconds, turns/s and the ratio to the baseline per way, the turns whose prediction differs from
+the baseline's per way, and the time the whole split would take the default way.
 """
 from __future__ import annotations
 
@@ -34,45 +35,51 @@ def main() -> None:
     set_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
-    import llm.forcing
     from agent.assistant import Assistant, RunPaths, memory_checkpointer
     from eval.replay import GraphSpec, default_processes, replay_graph, replay_points
     from uneed.corpus import load_corpus
+    from uneed.device import cpu_bf16_matmul
 
     processes = args.processes or default_processes()
     corpus = load_corpus(args.data or RunPaths.from_run(args.run).data, skip_invalid=True)
     all_points = replay_points(corpus, args.split)
     points = replay_points(corpus, args.split, args.dialogues)
     print(f"{len(points)} turns from {args.dialogues} {args.split} dialogues ({len(all_points)} in the split)")
-    print("| graph | turns | generate (baseline) | bare | jump-forward | "
-          f"{processes} processes | same predictions | whole split, default way |")
-    print("|---|---|---|---|---|---|---|---|")
-    forced = llm.forcing.ToolCallGrammar.forced
+    bf16 = cpu_bf16_matmul()
+    print("| graph | turns | generate (baseline) | bare | jump-forward | bf16 prefill" + ("" if bf16 else " (no bf16 units)")
+          + f" | {processes} processes | turns differing from the baseline | whole split, default way |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    import llm.inference
+
+    forcing = llm.inference._forcing
     for kind in ("llm", "crs"):
         assistant = Assistant.from_run(args.run, kind, checkpointer=memory_checkpointer())
         replay_graph(assistant, points[:2], corpus, 1, progress=False)  # warm-up
         runs = {}
-        llm.forcing.ToolCallGrammar.forced = lambda self, text: ""  # noqa: E731 - jump-forward off
+        llm.inference._forcing = lambda tokenizer, forced: None  # noqa: E731 - jump-forward off
         for llm_ in assistant.llms:
             llm_.bare_decoding = False
         runs["generate"] = replay_graph(assistant, points, corpus, 1, progress=False)
         for llm_ in assistant.llms:
             llm_.bare_decoding = True
         runs["bare"] = replay_graph(assistant, points, corpus, 1, progress=False)
-        llm.forcing.ToolCallGrammar.forced = forced
+        llm.inference._forcing = forcing
         runs["jump-forward"] = replay_graph(assistant, points, corpus, 1, progress=False)
-        runs["processes"] = replay_graph(GraphSpec(args.run, kind), points, corpus, 1, progress=False,
-                                         processes=processes)
+        for llm_ in assistant.llms:
+            llm_.bf16_prefill = bf16
+        runs["bf16"] = replay_graph(assistant, points, corpus, 1, progress=False)
+        runs["processes"] = replay_graph(GraphSpec(args.run, kind, bf16_prefill=bf16), points, corpus, 1,
+                                         progress=False, processes=processes)
         base = runs["generate"]["seconds"]
-        same = all([r["prediction"] for r in run["records"]] == [r["prediction"] for r in runs["generate"]["records"]]
-                   for run in runs.values())
+        baseline = [r["prediction"] for r in runs["generate"]["records"]]
+        differing = ", ".join(str(sum(r["prediction"] != b for r, b in zip(run["records"], baseline)))
+                              for run in list(runs.values())[1:])
 
         def cell(r):
             return f"{r['seconds']:.1f} s, {r['turns_per_s']:.2f} turns/s ({base / r['seconds']:.2f}x)"
 
         print(f"| {kind} | {len(points)} | " + " | ".join(cell(r) for r in runs.values()) +
-              f" | {'yes' if same else 'no'} | {len(all_points) / runs['processes']['turns_per_s']:.0f} s |",
-              flush=True)
+              f" | {differing} | {len(all_points) / runs['processes']['turns_per_s']:.0f} s |", flush=True)
 
 
 if __name__ == "__main__":
