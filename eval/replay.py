@@ -23,9 +23,11 @@ re-generated), the graph runs on the message, and what it did is scored against 
                 repeated back to back; lower is better)
 
 Per category and overall in REPORT_DIR/replay.{md,json,csv}, a chart beside the offline scores of the
-same models (replay.png), and every step of every replayed turn in replay_steps.jsonl. Many threads
-run at once and their model calls are merged into batches (eval/batching.py); `--workers 1` runs
-them one by one. Items the knowledge file lacks are counted in the report, never fatal.
+same models (replay.png), and every step of every replayed turn in replay_steps.jsonl. On CPU the
+turns are shared out among worker processes, one per core (`--processes`), each replaying one turn at
+a time; on a GPU one process runs 16 conversations at once and merges their model calls into batches
+(`--workers`, eval/batching.py). Every way gives the same records (tested in float32). Items the
+knowledge file lacks are counted in the report, never fatal.
 """
 from __future__ import annotations
 
