@@ -338,7 +338,7 @@ def _start_worker(threads: int) -> None:
     faiss.omp_set_num_threads(threads)
 
 
-def _loaded(spec: GraphSpec, workers: int) -> tuple[Any, Any]:
+def _loaded(spec: GraphSpec) -> tuple[Any, Any]:
     """This worker process's copy of a graph (loaded at its first chunk) and its call batcher."""
     from .batching import CallBatcher, batch_models
 
@@ -388,7 +388,7 @@ def _replay_chunk(spec: GraphSpec, chunk: Sequence[tuple[int, ReplayPoint]], run
     model calls asked and made for them, the staff items the graph's catalog lacks, the seconds taken
     (loading the graph included)."""
     start = time.perf_counter()
-    assistant, batcher = _loaded(spec, workers)
+    assistant, batcher = _loaded(spec)
     before = (batcher.requests, batcher.calls)
     done = _replay_points(assistant, batcher, chunk, run_id, workers)
     unknown = {i for _, p in chunk for i in p.gold_items if i not in assistant.models["crs"].catalog}

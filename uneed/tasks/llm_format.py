@@ -86,10 +86,11 @@ def candidate_block(candidates: Sequence[str], items: Mapping[str, Item]) -> str
     return "[SEP]".join(f"{letter}的{item_text(c, items)}" for letter, c in zip(letters(len(candidates)), candidates))
 
 
-def crs_text(task: str, prediction, candidates: Sequence[str] = ()) -> str:
-    """A CRS prediction written for the LLM input: tags, keys, a reply, or a lettered ranking."""
+def crs_text(task: str, prediction) -> str:
+    """A CRS prediction written for the LLM input: tags, keys or a reply (a ranking is not written: it
+    letters the candidates, lettered_candidates)."""
     if task == "recommend":
-        return ""  # the candidates are lettered in the CRS's order (lettered_candidates)
+        return ""
     if task == "understand":
         return prediction if isinstance(prediction, str) else format_tags(prediction)
     if task == "elicit":
@@ -126,6 +127,6 @@ def llm_record(sample: TaskSample, items: Mapping[str, Item], crs_prediction=Non
     instruction = INSTRUCTIONS[task].format(domain=sample.domain, last=letters(max(len(candidates), 1))[-1])
     if crs_prediction is not None:
         instruction += CRS_INSTRUCTION
-        text += CRS_INPUT[task].format(crs_text(task, crs_prediction, candidates))
+        text += CRS_INPUT[task].format(crs_text(task, crs_prediction))
     return {"instruction": instruction, "input": text, "output": output, "key": sample.key, "task": task,
             "domain": sample.domain, "candidates": candidates}
