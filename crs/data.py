@@ -12,6 +12,8 @@ knowledge values) the needs-match features of every candidate.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
@@ -19,7 +21,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from uneed.device import pad_multiple, round_up
-from uneed.needs import match_features
+from uneed.needs import ItemValues, match_features
 from uneed.tasks import CRSExample, parse_keys, parse_tags
 
 from .catalog import Catalog
@@ -68,6 +70,7 @@ class Encoder:
         self.keys = keys
         self.head_tasks = set(head_tasks) if keys is not None else set()  # tasks answered by a head
         self.item_values = item_values
+        self._prepared_values: dict[str, ItemValues] = {}  # item id -> its values, prepared once
         self.pad, self.bos, self.eos = special_ids(tok)
 
     def ids(self, text: str) -> list[int]:
@@ -97,8 +100,7 @@ class Encoder:
             f.shown = list(ex.shown)
             f.needs = list(ex.needs)
             if self.item_values is not None:
-                f.match = [match_features(ex.needs, self.item_values.get(self.catalog.ids[r], ()))
-                           for r in f.candidates]
+                f.match = [match_features(ex.needs, self._values_of(self.catalog.ids[r])) for r in f.candidates]
         else:
             f.labels = self.target(ex.target)
         if ex.task == "elicit" and "elicit" in self.head_tasks:
@@ -109,6 +111,12 @@ class Encoder:
             f.allowed = allowed
             f.key_targets = [self.keys.index[k] for k in parse_keys(ex.target)[0] if k in self.keys.index]
         return f
+
+    def _values_of(self, item_id: str) -> ItemValues:
+        prepared = self._prepared_values.get(item_id)
+        if prepared is None:
+            prepared = self._prepared_values[item_id] = ItemValues(self.item_values.get(item_id, ()))
+        return prepared
 
     def _extraction(self, ex: CRSExample) -> Features:
         """An understanding sample for the extraction head: tokens with their character offsets (left
@@ -133,13 +141,42 @@ class Encoder:
                         source=ex.source, offsets=[(0, 0)] + offsets + [(0, 0)], span_tokens=span_tokens,
                         tag_labels=tag_labels, valueless=valueless, allowed=self.keys.allowed(ex.domain))
 
-    def encode_all(self, examples: Sequence[CRSExample], what: str = "") -> list[Features]:
-        feats = [self.encode(ex) for ex in examples]
+    def encode_all(self, examples: Sequence[CRSExample], what: str = "", processes: int = 0) -> list[Features]:
+        """Features of every example, in order. `processes` > 1 shares the examples out over forked
+        worker processes (0: one per CPU core, at most 16, for 4,000 examples or more): the encoding is
+        per-sample Python, and on a GPU machine the GPU waited a minute on it for the full-size corpus."""
+        if processes == 0:
+            processes = min(len(os.sched_getaffinity(0)), 16) if len(examples) >= 4000 else 1
+        processes = min(processes, len(examples))
+        if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
+            feats = self._encode_in_processes(examples, processes)
+        else:
+            feats = [self.encode(ex) for ex in examples]
         n_trunc = sum(f.truncated for f in feats)
         if n_trunc:
             log.info("%s%d of %d sources longer than %d tokens: truncated from the left (oldest turns dropped)",
                      f"{what}: " if what else "", n_trunc, len(feats), self.max_source_len)
         return feats
+
+    def _encode_in_processes(self, examples: Sequence[CRSExample], processes: int) -> list[Features]:
+        global _FORKED_ENCODER
+        chunk = max(200, len(examples) // (processes * 8))
+        parts = [examples[s:s + chunk] for s in range(0, len(examples), chunk)]
+        # fork: the children inherit this encoder (tokenizer, catalog, item values) instead of unpickling it
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _FORKED_ENCODER = self
+        try:
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                return [f for part in pool.imap(_encode_part, parts) for f in part]
+        finally:
+            _FORKED_ENCODER = None
+
+
+_FORKED_ENCODER: Encoder | None = None
+
+
+def _encode_part(examples: Sequence[CRSExample]) -> list[Features]:
+    return [_FORKED_ENCODER.encode(ex) for ex in examples]
 
 
 def collate(feats: Sequence[Features], pad: int, device: torch.device | str = "cpu") -> dict:

@@ -16,7 +16,8 @@ from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
 from uneed.replies import evaluate_replies
 from uneed.schema import STAFF_ASK, USER
-from uneed.tasks import TASKS, CRSExample, TaskSample, build_samples, crs_example, parse_keys, parse_tags
+from uneed.tasks import (TASKS, CRSExample, TaskSample, build_samples, crs_example, first_per_task, parse_keys,
+                         parse_tags)
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,7 @@ def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, obj
     Recommendation samples without candidates are left out (they cannot be ranked)."""
     samples = [s for s in build_samples(corpus, split, tasks) if (s.task != "recommend" or s.candidates)
                and (select is None or select(s))]
-    if max_per_task is not None:
-        seen: dict[str, int] = {}
-        kept = []
-        for s in samples:
-            if seen.get(s.task, 0) < max_per_task:
-                kept.append(s)
-                seen[s.task] = seen.get(s.task, 0) + 1
-        samples = kept
+    samples = first_per_task(samples, max_per_task)
     items = corpus.items if items is None else items
     llm = llm_predictions or {}
     return samples, [crs_example(s, items, llm.get(s.key), respond_facts) for s in samples]

@@ -1,30 +1,29 @@
 #!/usr/bin/env bash
-# The one-shot check of issue 13 on a GPU machine: the tiny pipeline, the throughput bench (the training code's
-# tokens/s beside a bare torch loop of the same model, as a ratio), real checkpoint shapes at full size (a
-# BART-base-Chinese and a Qwen2.5-0.5B shape, random weights, trained and answering through --base-model) and
-# PROFILE=gpu, each under its own time limit, writing its figures under $OUT (default runs/gpu_check).
+# The check of issue 13 on a GPU machine: PROFILE=gpu (the main job at real size), the tiny pipeline, the throughput
+# bench (the training code's tokens/s beside a bare torch loop of the same model, as a ratio) and real checkpoint
+# shapes at full size (a BART-base-Chinese and a Qwen2.5-0.5B shape, random weights, trained and answering through
+# --base-model), each under its own time limit, writing its figures under $OUT (default runs/gpu_check).
 # Run in the project's root:
-#   bash scripts/gpu_check.sh                      # all four steps
-#   STEPS="bench gpu" GPU_S=900 bash scripts/gpu_check.sh
-# On the lent GPU machine (../shared/gpu/README.md): `bash scripts/gpu_prepare.sh` here (the wheels into .whl),
-# then one device command carrying .whl:
-#   D=$OUT; source .whl/device-setup.sh && OUT=/tmp/gc PACK=$D/gpu_check.tgz bash scripts/gpu_check.sh
+#   bash scripts/gpu_check.sh                          # all four steps (about 15 minutes on an H100)
+#   STEPS=gpu GPU_S=530 bash scripts/gpu_check.sh      # PROFILE=gpu alone
+# On the lent GPU machine (../shared/gpu/README.md; 15 minutes of device time a session, at most 10 a command):
+# `bash scripts/gpu_prepare.sh` here (the wheels into .whl), then a device command carrying .whl, e.g.
+#   D=$OUT; source .whl/device-setup.sh && OUT=/tmp/gc PACK=$D/gpu_check.tgz STEPS=gpu GPU_S=530 bash scripts/gpu_check.sh
+# and, in another command or session, STEPS="tiny bench shapes" (the defaults of their limits add up to 7 minutes).
 # (PACK: everything under OUT in one archive, since a device command brings back at most 8 files.)
 # BENCH_PROFILE=tiny and SHAPES_SIZE=tiny run those steps at test size (they prove the script on a CPU machine).
-# Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), TINY_S, BENCH_S, SHAPES_S, GPU_S;
-# the defaults add up to under 10 minutes, one device command, so PROFILE=gpu (planned for 20 minutes) gets only
-# GPU_S: give it its own command (STEPS=gpu GPU_S=590) to see it further. A step that times out leaves its
-# partial figures and the summary says so (rc 124). PROFILE=gpu resumes its finished steps when run again on
-# the same machine. On the lent machine $OUT is the folder that comes back.
+# Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), GPU_S, TINY_S, BENCH_S, SHAPES_S.
+# A step that times out leaves its partial figures and the summary says so (rc 124). PROFILE=gpu resumes its
+# finished steps when run again on the same machine. On the lent machine $OUT is the folder that comes back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
-STEPS=${STEPS:-"tiny bench shapes gpu"}
+STEPS=${STEPS:-"gpu tiny bench shapes"}
 SYNTH_S=${SYNTH_S:-45}   # the full-size corpus: 14 s there
 TINY_S=${TINY_S:-200}   # on an H100: CRS to llm-crs in 93 s, each step a new process (CUDA start)
 BENCH_S=${BENCH_S:-170}  # 126 s there
 SHAPES_S=${SHAPES_S:-90}  # 56 s there
-GPU_S=${GPU_S:-30}
+GPU_S=${GPU_S:-530}  # PROFILE=gpu is planned for 9 minutes (configs/*_gpu.yaml)
 BENCH_STEPS=${BENCH_STEPS:-30}
 BENCH_PROFILE=${BENCH_PROFILE:-gpu}  # tiny: the same bench at test size (any machine)
 SHAPES_SIZE=${SHAPES_SIZE:-base}     # tiny: the same shapes at test size
@@ -50,8 +49,8 @@ copy_figures() {  # run-dir name: the small files that hold its figures, of the 
   local src=$1 dst
   [ -d "$src" ] || return 0
   dst=$(mkdir -p "$OUT/$2" && cd "$OUT/$2" && pwd)
-  (cd "$src" && find . -maxdepth 2 -type f \( -name '*.json' -o -name 'log.jsonl' -o -name 'tables.md' \
-      -o -name '*.png' -o -name 'config.yaml' \) -not -name 'predictions_*' -not -name 'item_*.json' \
+  (cd "$src" && find . -maxdepth 2 -type f \( -name '*.json' -o -name 'log.jsonl' -o -name '*.md' \
+      -o -name '*.png' -o -name 'config.yaml' -o -name '*.log' \) -not -name 'predictions_*' -not -name 'item_*.json' \
       -not -path './best/*' -not -path './checkpoint/*' -not -path './adapter/*' -not -path './merged/*' \
       -not -path './model/*' -size -2M -print0 | xargs -0 -r cp --parents -t "$dst")
 }

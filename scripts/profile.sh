@@ -1,10 +1,14 @@
 # The settings of a PROFILE (default, tiny or gpu): sourced by scripts/run_default.sh and scripts/cross_fit.sh.
 # SUFFIX picks configs/llm_base$SUFFIX.yaml, llm_lora$SUFFIX.yaml and controller$SUFFIX.yaml; PROFILE_SCALE is
-# the corpus scale it trains on; PREDICT_TRAIN how many train samples the LLM predicts for the CRS.
+# the corpus scale it trains on; PREDICT_TRAIN how many train samples the LLM predicts for the CRS;
+# PROFILE_EPISODES the simulated shoppers per policy and PROFILE_REPLAY_DIALOGUES the test dialogues replayed (0: all).
 PROFILE=${PROFILE:-default}
 case "$PROFILE" in
-  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml; PROFILE_SCALE=small; PREDICT_TRAIN=2000 ;;
-  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; PROFILE_SCALE=tiny; PREDICT_TRAIN=200 ;;
-  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml; PROFILE_SCALE=full; PREDICT_TRAIN=3000 ;;
+  default) SUFFIX=""; CRS_CONFIG=configs/crs_default.yaml; PROFILE_SCALE=small; PREDICT_TRAIN=2000
+    PROFILE_EPISODES=100; PROFILE_REPLAY_DIALOGUES=0 ;;
+  tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; PROFILE_SCALE=tiny; PREDICT_TRAIN=200
+    PROFILE_EPISODES=10; PROFILE_REPLAY_DIALOGUES=0 ;;
+  gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml; PROFILE_SCALE=full; PREDICT_TRAIN=1500
+    PROFILE_EPISODES=30; PROFILE_REPLAY_DIALOGUES=100 ;;
   *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
 esac

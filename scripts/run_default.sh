@@ -7,7 +7,8 @@
 # PROFILE=tiny runs the same steps with the tiny corpus and the tiny configs (a few minutes): a smoke test
 # of the whole pipeline, with models too small to be useful.
 # PROFILE=gpu runs them on one GPU at real size: the full-size corpus, a BART-base-size CRS (configs/crs_gpu.yaml)
-# and a ~190M-parameter decoder LLM built from config (configs/*_gpu.yaml), each training capped in minutes.
+# and a ~190M-parameter decoder LLM built from config (configs/*_gpu.yaml), each training capped in minutes, the
+# steps that wait on nothing at once (PARALLEL=1; a log each in $OUT/logs): planned for 9 minutes on one H100.
 # Install the CUDA build of torch first (SKIP_SETUP=1 then skips scripts/setup.sh, which installs the CPU one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,52 +29,100 @@ combine() { cat $(for s in train valid test; do [ ! -f "$1/predictions_$s.jsonl"
 step "corpus ($SCALE, seed $SEED) → $DATA"
 [ -f "$DATA/test_dialogue.json" ] || presales data synth --out "$DATA" --scale "$SCALE" --seed "$SEED"
 presales data validate "$DATA"
-presales data baselines "$DATA" > "$OUT/baselines.json"
 printf 'data: %s\n' "$(cd "$DATA" && pwd)" > "$OUT/agent.yaml"
 
-step "CRS (section 3.3) → $OUT/crs"
-done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config "$CRS_CONFIG"
+trivial_baselines() {
+  step "the trivial baselines of the tables → $OUT/baselines.json"
+  presales data baselines "$DATA" > "$OUT/baselines.json.tmp" && mv "$OUT/baselines.json.tmp" "$OUT/baselines.json"
+}
+# The training steps, one function each. With PARALLEL=1 (the gpu profile's default) the steps that do not
+# wait on each other run at once, each writing $OUT/logs/<step>.log: the CRS beside the LLM's pre-training and
+# tuning, then both collaborations beside the controller. On a GPU machine (16 cores, one large GPU) each step
+# leaves the GPU idle part of the time (data preparation, decoding); on 2 CPU cores they would only compete.
+train_crs() {
+  step "CRS (section 3.3) → $OUT/crs"
+  done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config "$CRS_CONFIG"
+}
+train_llm() {
+  step "LLM pre-training on the corpus text → $OUT/llm-base"
+  [ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
+      --config "configs/llm_base$SUFFIX.yaml"
+  step "LLM instruction tuning (section 3.2; full fine-tuning in the default profile, LoRA in tiny and gpu) → $OUT/llm"
+  # --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
+  done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config "configs/llm_lora$SUFFIX.yaml" \
+      --base-model "$OUT/llm-base" --predict-train "$PREDICT_TRAIN"
+}
+train_crs_llm() {
+  step "LLM assisting CRS (section 3.5) → $OUT/crs-llm"
+  combine "$OUT/llm"
+  done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config "$CRS_CONFIG" \
+      --llm-predictions "$OUT/llm/predictions_all.jsonl" --predict-splits test
+}
+train_llm_crs() {
+  step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
+  combine "$OUT/crs"
+  # only its test split is predicted (the tables): nothing downstream reads its valid predictions
+  done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
+      --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
+}
+train_controller() {
+  step "LLM as the controller of graph 1 → $OUT/controller"
+  done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm" \
+      --config "configs/controller$SUFFIX.yaml"
+}
 
-step "LLM pre-training on the corpus text → $OUT/llm-base"
-[ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
-    --config "configs/llm_base$SUFFIX.yaml"
+PARALLEL=${PARALLEL:-$([ "$PROFILE" = gpu ] && echo 1 || echo 0)}
+together() {  # run the named step functions: one after another, or with PARALLEL=1 at once, then wait for all
+  if [ "$PARALLEL" != 1 ]; then
+    for fn in "$@"; do "$fn"; done
+    return
+  fi
+  mkdir -p "$OUT/logs"
+  local pids=() fn i failed=0
+  for fn in "$@"; do
+    # each step's own wall time goes to the end of its log
+    ( t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) > "$OUT/logs/$fn.log" 2>&1 &
+    pids+=("$!")
+    echo "started $fn (log: $OUT/logs/$fn.log)"
+  done
+  for i in "${!pids[@]}"; do
+    fn=${@:$((i + 1)):1}
+    if wait "${pids[$i]}"; then
+      tail -n 1 "$OUT/logs/$fn.log"
+    else
+      echo "error: $fn failed; the end of $OUT/logs/$fn.log:" >&2
+      tail -n 15 "$OUT/logs/$fn.log" >&2
+      failed=1
+    fi
+  done
+  [ "$failed" = 0 ] || exit 1
+}
 
-step "LLM instruction tuning (section 3.2; full fine-tuning in the default profile, LoRA in tiny and gpu) → $OUT/llm"
-# --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
-done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config "configs/llm_lora$SUFFIX.yaml" \
-    --base-model "$OUT/llm-base" --predict-train "$PREDICT_TRAIN"
-
-step "LLM assisting CRS (section 3.5) → $OUT/crs-llm"
-combine "$OUT/llm"
-done_ "$OUT/crs-llm" || presales train crs --data "$DATA" --out "$OUT/crs-llm" --config "$CRS_CONFIG" \
-    --llm-predictions "$OUT/llm/predictions_all.jsonl" --predict-splits test
-
-step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
-combine "$OUT/crs"
-# only its test split is predicted (the tables): nothing downstream reads its valid predictions
-done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
-    --base-model "$OUT/llm-base" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
-
-step "LLM as the controller of graph 1 → $OUT/controller"
-done_ "$OUT/controller" || presales train controller --data "$DATA" --out "$OUT/controller" --base-model "$OUT/llm" \
-    --config "configs/controller$SUFFIX.yaml"
+together train_crs train_llm trivial_baselines
+together train_crs_llm train_llm_crs train_controller
 
 step "the paper's tables → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"
 cat "$OUT/tables.md"
 
-# the agent measured as it runs (eval/replay.py, eval/simulate.py); a finished report is not made again
-EPISODES=${EPISODES:-$([ "$PROFILE" = tiny ] && echo 10 || echo 100)}
-step "replay of the test split through both graphs → $OUT/replay"
-# by default (0) one worker process per core on CPU, each replaying one conversation at a time, and one
-# process batching 16 conversations' model calls on a GPU; batched calls also pay on the tiny models
-# (README, replay speed)
+# the agent measured as it runs (eval/replay.py, eval/simulate.py); a finished report is not made again.
+# By default (WORKERS=0) replay runs one worker process per core on CPU, each replaying one conversation at a
+# time, and one process batching 16 conversations' model calls on a GPU; batched calls also pay on the tiny
+# models (README, replay speed). REPLAY_DIALOGUES (0: all) and EPISODES come from the profile.
 WORKERS=${WORKERS:-$([ "$PROFILE" = tiny ] && echo 16 || echo 0)}
-[ -f "$OUT/replay/replay.json" ] || presales replay --data "$DATA" --run "$OUT" --graph both --split test \
-    --out "$OUT/replay" --progress false --workers "$WORKERS"
-
-step "simulated shoppers, $EPISODES episodes per graph and reference policy → $OUT/simulate"
-[ -f "$OUT/simulate/simulate.json" ] || presales simulate --run "$OUT" --graph both --episodes "$EPISODES" \
-    --max-turns 8 --seed "$SEED" --out "$OUT/simulate" --progress false
+EPISODES=${EPISODES:-$PROFILE_EPISODES}
+REPLAY_DIALOGUES=${REPLAY_DIALOGUES:-$PROFILE_REPLAY_DIALOGUES}
+replay_test() {
+  step "replay of the test split through both graphs ($([ "$REPLAY_DIALOGUES" = 0 ] && echo all || echo "the first $REPLAY_DIALOGUES") dialogues) → $OUT/replay"
+  [ -f "$OUT/replay/replay.json" ] || presales replay --data "$DATA" --run "$OUT" --graph both --split test \
+      --out "$OUT/replay" --progress false --workers "$WORKERS" \
+      $([ "$REPLAY_DIALOGUES" = 0 ] || echo --max-dialogues "$REPLAY_DIALOGUES")
+}
+simulate_shoppers() {
+  step "simulated shoppers, $EPISODES episodes per graph and reference policy → $OUT/simulate"
+  [ -f "$OUT/simulate/simulate.json" ] || presales simulate --run "$OUT" --graph both --episodes "$EPISODES" \
+      --max-turns 8 --seed "$SEED" --out "$OUT/simulate" --progress false
+}
+together replay_test simulate_shoppers
 echo
 echo "Talk to it:  presales chat --graph llm --run $OUT     (or --graph crs)"

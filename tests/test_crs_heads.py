@@ -9,7 +9,7 @@ from crs.heads import KeySpace, bio_labels, bio_transitions, decode_bio, viterbi
 from uneed.needs import match_features
 from crs.inference import CRS
 from training.crs import main as train_main
-from uneed.tasks import Utterance, build_samples, parse_keys, parse_tags
+from uneed.tasks import Utterance, build_samples, crs_example, parse_keys, parse_tags
 
 N = 48  # train samples per task
 
@@ -143,3 +143,13 @@ def test_a_heads_model_missing_its_heads_is_a_clear_error(heads_run, tmp_path):
     torch.save({"nonsense": torch.zeros(1)}, broken / "heads.pt")
     with pytest.raises(ModelLoadError, match="corrupt heads"):
         CRS.load(broken)
+
+
+def test_encoding_in_processes_equals_encoding_in_order(heads_run, corpus):
+    """The full-size corpus is encoded by forked worker processes (a GPU waited a minute on one core):
+    the features, in order, are those of encoding one example after another, the heads' too."""
+    crs = CRS.load(heads_run)
+    examples = [crs_example(s, crs.items) for s in build_samples(corpus, "train")]
+    one_by_one = crs.encoder.encode_all(examples, processes=1)
+    assert any(f.match for f in one_by_one) and any(f.tag_labels for f in one_by_one)
+    assert crs.encoder.encode_all(examples, processes=3) == one_by_one

@@ -13,7 +13,7 @@ from training import llm as train_llm
 from training import llm_base
 from uneed.corpus import load_corpus
 from uneed.errors import PresalesError
-from uneed.tasks import Utterance, build_samples, fold_of, read_predictions
+from uneed.tasks import Utterance, build_samples, first_per_task, fold_of, read_predictions
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -246,3 +246,29 @@ def test_cross_fitting_trains_without_the_held_out_fold_and_predicts_only_it(bas
     with pytest.raises(PresalesError, match="--cross-fit must be"):
         train_llm.main(["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--out", str(tmp_path / "x"),
                         "--cross-fit", "2/2"])
+
+
+def test_a_crs_that_predicted_part_of_the_train_split_and_predictions_per_task(base_run, tiny_corpus_dir, corpus,
+                                                                                tmp_path):
+    """PROFILE=gpu's CRS predicts the first N samples of each task of every split: the CRS-assisted LLM
+    trains on the train samples that have a CRS prediction, and --max-predict-per-task N predicts the
+    same samples of valid and test as that CRS."""
+    def usable(split):
+        return [s for s in build_samples(corpus, split) if s.task != "recommend" or s.candidates]
+
+    hinted = first_per_task(usable("train"), 3)
+    crs_file = tmp_path / "crs_predictions.jsonl"
+    crs_file.write_text("".join(json.dumps({"key": s.key, "task": s.task, "prediction": [s.target, *s.candidates]
+                                            if s.task == "recommend" else s.target}, ensure_ascii=False) + "\n"
+                                for s in hinted), "utf-8")
+    out = tmp_path / "llm-crs"
+    assert train_llm.main(["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
+                           str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0",
+                           "--max-test-samples", "0", "--max-train-samples", "0", "--crs-predictions", str(crs_file),
+                           "--max-predict-per-task", "2", "--predict-splits", "valid", "test", "--out", str(out)]) == 0
+    stats = json.loads((out / "data_stats.json").read_text())
+    assert stats["train"] == {t: sum(s.task == t for s in hinted) for t in ("understand", "elicit", "recommend",
+                                                                             "respond")}
+    for split in ("valid", "test"):
+        predicted = [json.loads(line)["key"] for line in (out / f"predictions_{split}.jsonl").read_text().splitlines()]
+        assert sorted(predicted) == sorted(s.key for s in first_per_task(usable(split), 2)), split

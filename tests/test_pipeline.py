@@ -7,19 +7,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(out: Path, data: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROFILE": "tiny", "SKIP_SETUP": "1", "OUT": str(out), "DATA": str(data)}
+def run_script(out: Path, data: Path, parallel: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PROFILE": "tiny", "SKIP_SETUP": "1", "OUT": str(out), "DATA": str(data),
+           "PARALLEL": "1" if parallel else "0"}
     return subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
 
 
 def test_run_default_tiny_end_to_end(tmp_path):
+    """First with PARALLEL=1 (PROFILE=gpu's way: steps that wait on nothing run at once, a log each),
+    then again one step after another, which finds everything done."""
     out, data = tmp_path / "run", tmp_path / "data"
-    done = run_script(out, data)
+    done = run_script(out, data, parallel=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    # written to a file (a pipe here), the log is one line per event: no progress-bar frames, and
-    # a summary line for every epoch of every training
-    log = done.stdout + done.stderr
+    logs = {p.stem: p.read_text("utf-8") for p in (out / "logs").glob("*.log")}
+    assert set(logs) == {"train_crs", "train_llm", "trivial_baselines", "train_crs_llm", "train_llm_crs",
+                         "train_controller", "replay_test", "simulate_shoppers"}
+    for name, text in logs.items():  # each log ends with its step's wall time
+        assert text.rstrip().splitlines()[-1].startswith(f"{name}: "), name
+        assert f"{name}: " in done.stdout, name
+    # written to a file, the log is one line per event: no progress-bar frames, and a summary line for
+    # every epoch of every training
+    log = done.stdout + done.stderr + "".join(logs.values())
     assert "\r" not in log, [line for line in log.split("\n") if "\r" in line][:3]
     for trainer in ("training.crs", "training.llm_base", "training.llm", "training.controller"):
         assert any(f" {trainer}: " in line and "epoch 1" in line for line in log.splitlines()), trainer
@@ -44,3 +53,24 @@ def test_unknown_profile_is_refused(tmp_path):
     env = {**os.environ, "PROFILE": "huge", "SKIP_SETUP": "1", "OUT": str(tmp_path / "r")}
     done = subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "PROFILE must be default, tiny or gpu" in done.stderr
+
+
+def test_a_failed_step_of_a_parallel_group_stops_the_job_and_shows_its_log(tmp_path):
+    """PARALLEL=1: a step that fails is named with the end of its log, and no later step starts."""
+    real = subprocess.run(["bash", "-c", "command -v presales"], capture_output=True, text=True).stdout.strip()
+    assert real, "presales is not on PATH"
+    fake = tmp_path / "bin" / "presales"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/usr/bin/env bash\nif [ "$1 $2" = "train crs" ] || [ "$1 $2" = "train llm-base" ]; then\n'
+                    f'  echo "stand-in failure of $1 $2" >&2; exit 3\nfi\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "PROFILE": "tiny", "SKIP_SETUP": "1",
+           "OUT": str(out), "DATA": str(tmp_path / "data"), "PARALLEL": "1"}
+    done = subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0
+    assert "error: train_crs failed" in done.stderr and "stand-in failure of train crs" in done.stderr
+    assert "error: train_llm failed" in done.stderr and "stand-in failure of train llm-base" in done.stderr
+    assert (out / "baselines.json").is_file()  # the step beside them finished
+    assert not (out / "logs" / "train_crs_llm.log").exists() and not (out / "tables.md").exists()

@@ -136,7 +136,8 @@ class CRSTrainArgs:
     predict_splits: list[str] = field(default_factory=lambda: ["valid", "test", "train"],
                                       metadata={"help": "splits the best model predicts at the end"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
-                                                                            "split (smoke runs)"})
+                                                                            "split, the first N (also those the "
+                                                                            "valid-split fits read)"})
     cross_fit: str = field(default="", metadata={"help": "i/K: train on the train dialogues outside fold i of K and "
                                                        "predict only fold i of the train split (out-of-fold partner "
                                                        "predictions, scripts/cross_fit.sh)"})
@@ -509,7 +510,8 @@ class Trainer:
         the head's sigmoid is fitted to a rare label, and 0.5 misses most of them."""
         if "understand" not in self.model.heads:
             return None
-        samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"])
+        samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"],
+                                    max_per_task=self.args.max_predict_samples)
         if not samples:
             log.warning("no valid understanding samples (--allow-no-valid): the valueless-key threshold stays %.2f",
                         self.model.config.valueless_threshold)
@@ -534,7 +536,8 @@ class Trainer:
         counts only the samples the model trained on (a cross-fitting fold's held-out dialogues stay out)."""
         if not self.model.config.rerank:
             return None
-        samples, examples = split_examples(self.corpus, "valid", self.llm, tasks=["recommend"])
+        samples, examples = split_examples(self.corpus, "valid", self.llm, tasks=["recommend"],
+                                           max_per_task=self.args.max_predict_samples)
         if self.args.context == "own":
             samples, _ = own_context(crs, self.corpus, samples, self.llm)
             llm = self.llm or {}

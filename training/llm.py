@@ -44,7 +44,7 @@ from uneed.arguments import parse_args
 from uneed.device import pad_multiple
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
-from uneed.tasks import load_crs_predictions
+from uneed.tasks import first_per_task, load_crs_predictions
 
 log = logging.getLogger("training.llm")
 
@@ -107,6 +107,9 @@ class LLMTrainArgs:
     max_test_samples: int = field(default=0, metadata={"help": "test samples scored at the end (0: all)"})
     predict_splits: list[str] = field(default_factory=lambda: ["valid", "test"])
     predict_train: int = field(default=0, metadata={"help": "also predict N train samples (-1: all, 0: none)"})
+    max_predict_per_task: int = field(default=0, metadata={"help": "valid and test predictions: the first N samples "
+                                                                   "of each task (0: all), those a CRS trained with "
+                                                                   "the same --max-predict-samples predicts"})
     cross_fit: str = field(default="", metadata={"help": "i/K: train on the train dialogues outside fold i of K and "
                                                        "predict all train samples of fold i (out-of-fold partner "
                                                        "predictions, scripts/cross_fit.sh; replaces --predict-train)"})
@@ -246,10 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cross_fit:
         log.info("cross-fitting fold %d of %d: training on %d train samples, predicting the %d held out",
                  cross_fit[0], cross_fit[1], len(train_pool), len(held_out))
+    crs_all = load_crs_predictions(args.crs_predictions) if args.crs_predictions else None
+    if crs_all is not None:  # a CRS that predicted part of the train split (max_predict_samples): learn from that part
+        hinted = [x for x in train_pool if x.key in crs_all]
+        if len(hinted) < len(train_pool):
+            log.info("training on the %d of %d train samples that have CRS predictions", len(hinted), len(train_pool))
+        if not hinted:
+            raise PresalesError(f"{args.crs_predictions}: none of its keys match a train sample of {args.data}")
+        train_pool = hinted
     train_samples = limit(train_pool, args.max_train_samples, args.seed)
     if not train_samples:
         raise PresalesError(f"{args.data}: no training samples for tasks {args.tasks}")
-    crs_all = load_crs_predictions(args.crs_predictions) if args.crs_predictions else None
     crs_stats: dict = {}
     crs = {s: attach_crs(splits[s] if s != "train" else train_samples + held_out, crs_all, s, crs_stats)
            for s in splits}
@@ -391,10 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t_eval = time.time()
     results = {}
-    test_samples = limit(splits["test"], args.max_test_samples, args.seed)
+    per_task = args.max_predict_per_task or None
+    test_samples = limit(first_per_task(splits["test"], per_task), args.max_test_samples, args.seed)
     predict = {"test": test_samples}
     if "valid" in args.predict_splits:
-        predict["valid"] = splits["valid"]
+        predict["valid"] = first_per_task(splits["valid"], per_task)
     if args.predict_train:
         predict["train"] = splits["train"] if args.predict_train < 0 else splits["train"][: args.predict_train]
     if cross_fit:

@@ -74,6 +74,20 @@ def shown_items(sample: TaskSample) -> list[str]:
     return [i for u in sample.context for i in u.items]
 
 
+def first_per_task(samples: Iterable[TaskSample], n: int | None) -> list[TaskSample]:
+    """The first `n` samples of each task, in order (None: all). A CRS and an LLM that cap their
+    predictions of a split this way predict the same samples."""
+    if n is None:
+        return list(samples)
+    seen: dict[str, int] = {}
+    kept = []
+    for s in samples:
+        if seen.get(s.task, 0) < n:
+            kept.append(s)
+            seen[s.task] = seen.get(s.task, 0) + 1
+    return kept
+
+
 def unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
