@@ -4,13 +4,16 @@
 # shapes at full size (a BART-base-Chinese and a Qwen2.5-0.5B shape, random weights, trained and answering through
 # --base-model), each under its own time limit, writing its figures under $OUT (default runs/gpu_check).
 # Run in the project's root:
-#   bash scripts/gpu_check.sh                          # all four steps (about 15 minutes on an H100)
-#   STEPS=gpu GPU_S=530 bash scripts/gpu_check.sh      # PROFILE=gpu alone
+#   bash scripts/gpu_check.sh                          # all four steps (about 20 minutes on an H200)
+#   STEPS=gpu bash scripts/gpu_check.sh                # PROFILE=gpu alone
 # On the lent GPU machine (../shared/gpu/README.md; 15 minutes of device time a session, at most 10 a command):
 # `bash scripts/gpu_prepare.sh` here (the wheels into .whl), then a device command carrying .whl, e.g.
-#   D=$OUT; source .whl/device-setup.sh && OUT=/tmp/gc PACK=$D/gpu_check.tgz STEPS=gpu GPU_S=530 bash scripts/gpu_check.sh
-# and, in another command or session, STEPS="tiny bench shapes" (the defaults of their limits add up to 7 minutes).
-# (PACK: everything under OUT in one archive, since a device command brings back at most 8 files.)
+#   D=$OUT; source .whl/device-setup.sh; timeout 575 env OUT=/tmp/gc STEPS=gpu GPU_S=520 bash scripts/gpu_check.sh; \
+#     tar czf $D/gc.tgz -C /tmp gc
+# (the archive: a device command brings back at most 8 files; `timeout` and the tar outside it: a command cut at
+# the device's limit brings nothing back) and at once, on the same warm machine, the same again with OUT=/tmp/gc2:
+# PROFILE=gpu (planned for 12.5 minutes) skips its finished steps. STEPS="tiny bench shapes" in another command or
+# session (their limits add up to 7 minutes). PACK=file.tgz packs OUT at the end of this script.
 # BENCH_PROFILE=tiny and SHAPES_SIZE=tiny run those steps at test size (they prove the script on a CPU machine).
 # Limits (seconds, each step's own `timeout`): SYNTH_S (the full-size corpus), GPU_S, TINY_S, BENCH_S, SHAPES_S.
 # A step that times out leaves its partial figures and the summary says so (rc 124). PROFILE=gpu resumes its
@@ -23,7 +26,7 @@ SYNTH_S=${SYNTH_S:-45}   # the full-size corpus: 14 s there
 TINY_S=${TINY_S:-200}   # on an H100: CRS to llm-crs in 93 s, each step a new process (CUDA start)
 BENCH_S=${BENCH_S:-170}  # 126 s there
 SHAPES_S=${SHAPES_S:-90}  # 56 s there
-GPU_S=${GPU_S:-530}  # PROFILE=gpu is planned for 9 minutes (configs/*_gpu.yaml)
+GPU_S=${GPU_S:-900}  # PROFILE=gpu is planned for 12.5 minutes on an H200 (configs/*_gpu.yaml)
 BENCH_STEPS=${BENCH_STEPS:-30}
 BENCH_PROFILE=${BENCH_PROFILE:-gpu}  # tiny: the same bench at test size (any machine)
 SHAPES_SIZE=${SHAPES_SIZE:-base}     # tiny: the same shapes at test size

@@ -9,6 +9,6 @@ case "$PROFILE" in
   tiny) SUFFIX="_tiny"; CRS_CONFIG=configs/crs_tiny.yaml; PROFILE_SCALE=tiny; PREDICT_TRAIN=200
     PROFILE_EPISODES=10; PROFILE_REPLAY_DIALOGUES=0 ;;
   gpu) SUFFIX="_gpu"; CRS_CONFIG=configs/crs_gpu.yaml; PROFILE_SCALE=full; PREDICT_TRAIN=1500
-    PROFILE_EPISODES=30; PROFILE_REPLAY_DIALOGUES=100 ;;
+    PROFILE_EPISODES=20; PROFILE_REPLAY_DIALOGUES=50 ;;
   *) echo "error: PROFILE must be default, tiny or gpu, got '$PROFILE'" >&2; exit 2 ;;
 esac

@@ -33,7 +33,8 @@ printf 'data: %s\n' "$(cd "$DATA" && pwd)" > "$OUT/agent.yaml"
 
 trivial_baselines() {
   step "the trivial baselines of the tables → $OUT/baselines.json"
-  presales data baselines "$DATA" > "$OUT/baselines.json.tmp" && mv "$OUT/baselines.json.tmp" "$OUT/baselines.json"
+  [ -f "$OUT/baselines.json" ] || { presales data baselines "$DATA" > "$OUT/baselines.json.tmp" \
+      && mv "$OUT/baselines.json.tmp" "$OUT/baselines.json"; }
 }
 # The training steps, one function each. With PARALLEL=1 (the gpu profile's default) the steps that do not
 # wait on each other run at once, each writing $OUT/logs/<step>.log: the CRS beside the LLM's pre-training and

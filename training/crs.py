@@ -136,8 +136,10 @@ class CRSTrainArgs:
     predict_splits: list[str] = field(default_factory=lambda: ["valid", "test", "train"],
                                       metadata={"help": "splits the best model predicts at the end"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "cap predicted samples per task and "
-                                                                            "split, the first N (also those the "
-                                                                            "valid-split fits read)"})
+                                                                            "split, the first N"})
+    fit_samples: int | None = field(default=None, metadata={"help": "the valueless-key threshold and the re-ranker "
+                                                                    "are fitted on the first N valid samples of their "
+                                                                    "task (default: all)"})
     cross_fit: str = field(default="", metadata={"help": "i/K: train on the train dialogues outside fold i of K and "
                                                        "predict only fold i of the train split (out-of-fold partner "
                                                        "predictions, scripts/cross_fit.sh)"})
@@ -511,7 +513,7 @@ class Trainer:
         if "understand" not in self.model.heads:
             return None
         samples, _ = split_examples(self.corpus, "valid", self.llm, tasks=["understand"],
-                                    max_per_task=self.args.max_predict_samples)
+                                    max_per_task=self.args.fit_samples)
         if not samples:
             log.warning("no valid understanding samples (--allow-no-valid): the valueless-key threshold stays %.2f",
                         self.model.config.valueless_threshold)
@@ -537,7 +539,7 @@ class Trainer:
         if not self.model.config.rerank:
             return None
         samples, examples = split_examples(self.corpus, "valid", self.llm, tasks=["recommend"],
-                                           max_per_task=self.args.max_predict_samples)
+                                           max_per_task=self.args.fit_samples)
         if self.args.context == "own":
             samples, _ = own_context(crs, self.corpus, samples, self.llm)
             llm = self.llm or {}
