@@ -139,18 +139,3 @@ class Reranker:
             raise ModelLoadError(f"{path}: written for features {data.get('features')} x {data.get('stages')} stages, "
                                  f"this version reads {list(FEATURES)} x {STAGES}")
         return cls(list(data["weights"]), dict(data["popularity"]), dict(data.get("fitted_on", {})))
-
-
-def popularity_counts(samples: Iterable, behaviours: Mapping[str, tuple[list[str], list[str]]]) -> dict[str, float]:
-    """log(1 + count) per item over the recommendation samples given (their gold items) and the
-    behaviours of their users, as the popularity baseline counts (uneed.baselines)."""
-    counts: dict[str, int] = {}
-    users = set()
-    for s in samples:
-        if s.task == "recommend" and s.target:
-            counts[s.target] = counts.get(s.target, 0) + 1
-        users.add(s.user_id)
-    for user in users:
-        for item in behaviours.get(user, ([], []))[1]:
-            counts[item] = counts.get(item, 0) + 1
-    return {i: round(math.log1p(c), 6) for i, c in counts.items()}

@@ -358,7 +358,7 @@ class LLM:
         self._check_task(samples, "recommend")
         stats = ParseStats()
         texts = self.complete(samples, items, crs_predictions, batch_size)
-        out = [parse_recommend(t, lettered_candidates(s, (crs_predictions or {}).get(s.key)), stats)
+        out = [parse_recommend(t, lettered_candidates(s, (crs_predictions or {}).get(s.key), self.settings.candidate_popularity), stats)
                for s, t in zip(samples, texts)]
         self._report(stats, "recommend")
         return out
@@ -389,7 +389,7 @@ class LLM:
             elif s.task == "elicit":
                 pred = format_keys(parse_elicit(raw, st))
             elif s.task == "recommend":
-                choice = parse_recommend(raw, lettered_candidates(s, (crs_predictions or {}).get(s.key)), st)
+                choice = parse_recommend(raw, lettered_candidates(s, (crs_predictions or {}).get(s.key), self.settings.candidate_popularity), st)
                 pred = [choice] if choice else []
             else:
                 pred = parse_respond(raw, st)

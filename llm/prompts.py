@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 
 from uneed.corpus import CATEGORY_RELATION, LEAF_RELATION, RELATION_ALIASES, Item
 from uneed.tasks import TaskSample, llm_record
+from uneed.tasks.llm_format import lettered_candidates
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class PromptSettings:
     # at most N latest dialogue turns in a task's prompt (a task not named: all that fit). Understanding
     # reads the current utterance: a short context makes its examples cheaper and its copying easier.
     context_turns: dict[str, int] = field(default_factory=dict)
+    # item -> log(1 + count) over the samples the LLM trained on and their users' behaviours: a
+    # recommendation's candidates are lettered most popular first, so that the model starts from the
+    # popularity baseline's choice (A) and learns when the needs point elsewhere ({}: the data's order;
+    # a CRS ranking, when given, orders them instead). Measured: README, the LLM.
+    candidate_popularity: dict[str, float] = field(default_factory=dict)
 
     def prompt_budget(self, task: str) -> int:
         return max(8, self.max_length - self.new_tokens(task))
@@ -149,6 +155,9 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
                crs_prediction=None) -> tuple[dict, str | None]:
     """The instruction record of `sample` that fits the prompt budget of its task, and how it was cut
     (None, 'dropped N turns', 'capped items at K relations, dropped N turns', 'cut input by N chars')."""
+    if sample.task == "recommend" and settings.candidate_popularity and crs_prediction is None:
+        # lettered in the order of the whole dialogue (its earlier recommendations last), whatever is cut below
+        sample = dataclasses.replace(sample, candidates=lettered_candidates(sample, None, settings.candidate_popularity))
     budget = settings.prompt_budget(sample.task)
     keep = (settings.context_turns or {}).get(sample.task)
     if keep is not None and keep >= 0 and len(sample.context) > keep:

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from crs.inference import CRS
-from crs.rerank import FEATURES, STAGES, Reranker, candidate_features, design_row, popularity_counts, stage
+from crs.rerank import FEATURES, STAGES, Reranker, candidate_features, design_row, stage
+from uneed.candidates import popularity_counts
 from uneed.errors import ModelLoadError
 
 

@@ -110,6 +110,28 @@ def test_recommend_keeps_all_candidates(corpus, tok):
     assert record["output"] in letters(20)
 
 
+def test_popularity_letters_the_candidates_of_the_whole_dialogue(corpus, tok):
+    """With candidate popularity in the settings, A is the popularity baseline's choice: the most popular
+    candidate, the items the dialogue recommended before last, whatever context the prompt keeps; the
+    order survives the saved config, and the parse side letters the same way. A CRS ranking wins."""
+    from uneed.baselines import PopularityRecommender
+    from uneed.tasks.samples import shown_items
+    from uneed.tasks.llm_format import lettered_candidates
+
+    baseline = PopularityRecommender().fit(corpus)
+    sample = next(s for s in build_samples(corpus, "test", ["recommend"])
+                  if shown_items(s) and set(shown_items(s)) & set(s.candidates))
+    settings = PromptSettings(candidate_popularity=dict(baseline.counts), context_turns={"recommend": 0})
+    record, _ = fit_record(sample, corpus.items, tok, settings)
+    assert record["candidates"] == baseline.rank(sample.candidates, shown_items(sample)) != list(sample.candidates)
+    assert record["candidates"][-1] in shown_items(sample)  # though the kept context shows no recommendation
+    again = PromptSettings.from_dict(settings.to_dict())
+    assert lettered_candidates(sample, None, again.candidate_popularity) == record["candidates"]
+    ranking = list(reversed(sample.candidates))
+    assert fit_record(sample, corpus.items, tok, settings, ranking)[0]["candidates"] == ranking
+    assert fit_record(sample, corpus.items, tok, PromptSettings())[0]["candidates"] == list(sample.candidates)
+
+
 def test_crs_predictions_missing_are_counted(corpus, tok, caplog):
     samples = build_samples(corpus, "train")[:10]
     preds = {s.key: [s.target] if s.task == "recommend" else

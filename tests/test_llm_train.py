@@ -11,6 +11,7 @@ from llm.model import build_embedded_model, build_tokenizer, corpus_texts, load_
 from llm.prompts import PromptSettings
 from training import llm as train_llm
 from training import llm_base
+from uneed.candidates import popularity_counts
 from uneed.corpus import load_corpus
 from uneed.errors import PresalesError
 from uneed.tasks import Utterance, build_samples, first_per_task, fold_of, read_predictions
@@ -85,6 +86,9 @@ def test_lora_run_outputs(lora_run, corpus):
     outs = [LLM.load(p).respond([sample], corpus.items) for p in (lora_run, lora_run / "adapter",
                                                                    lora_run / "merged")]
     assert outs[1] == outs[2]
+    # the candidates' popularity (counted over the train split it learned from) travels with the model
+    train = [s for s in build_samples(corpus, "train") if s.task != "recommend" or s.candidates]
+    assert LLM.load(lora_run).settings.candidate_popularity == popularity_counts(train, corpus.behaviours) != {}
 
 
 def test_resume_continues_the_run(lora_run, base_run, tiny_corpus_dir):
@@ -265,7 +269,9 @@ def test_a_crs_that_predicted_part_of_the_train_split_and_predictions_per_task(b
     assert train_llm.main(["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
                            str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0",
                            "--max-test-samples", "0", "--max-train-samples", "0", "--crs-predictions", str(crs_file),
-                           "--max-predict-per-task", "2", "--predict-splits", "valid", "test", "--out", str(out)]) == 0
+                           "--max-predict-per-task", "2", "--predict-splits", "valid", "test", "--out", str(out),
+                           "--candidate-order", "data"]) == 0
+    assert LLM.load(out).settings.candidate_popularity == {}
     stats = json.loads((out / "data_stats.json").read_text())
     assert stats["train"] == {t: sum(s.task == t for s in hinted) for t in ("understand", "elicit", "recommend",
                                                                              "respond")}

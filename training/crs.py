@@ -35,10 +35,11 @@ from crs.evaluate import CONTEXTS, headline, own_context, predict_samples, score
 from crs.heads import KeySpace
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
-from crs.rerank import Reranker, design_rows, popularity_counts
+from crs.rerank import Reranker, design_rows
 from training import distributed
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
+from uneed.candidates import popularity_counts
 from uneed.errors import ModelLoadError, PresalesError
 from uneed.logs import progress_bar, setup_logging
 from uneed.metrics import evaluate, rank_of

@@ -41,6 +41,7 @@ from training import distributed
 from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
 from uneed.arguments import parse_args
+from uneed.candidates import popularity_counts
 from uneed.device import pad_multiple
 from uneed.errors import PresalesError
 from uneed.logs import setup_logging
@@ -65,6 +66,10 @@ class LLMTrainArgs:
     tasks: list[str] = field(default_factory=lambda: list(ALL_TASKS))
     template: str = field(default="zh", metadata={"help": "prompt template: zh, alpaca, or a format string"})
     max_length: int = field(default=1024, metadata={"help": "tokens of prompt + answer"})
+    candidate_order: str = field(default="popularity", metadata={"help": "how a recommendation prompt letters its "
+                                                                     "candidates: popularity (most popular first, as "
+                                                                     "the popularity baseline ranks them) or data (the "
+                                                                     "corpus's order); a CRS ranking comes first"})
     item_relations: int | None = field(default=None, metadata={"help": "at most N relations per candidate item "
                                                                         "in the input (default: all)"})
     new_tokens_understand: int = 40
@@ -246,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {s: [x for x in build_samples(corpus, s, args.tasks) if x.task != "recommend" or x.candidates]
               for s in ("train", "valid", "test")}
     train_pool, held_out = split_by_fold(splits["train"], cross_fit)
+    if args.candidate_order not in ("popularity", "data"):
+        raise PresalesError(f"--candidate-order must be popularity or data, got {args.candidate_order!r}")
+    # counted over the dialogues it trains on (a held-out cross-fitting fold stays out)
+    popularity = popularity_counts(train_pool, corpus.behaviours) if args.candidate_order == "popularity" else {}
     if cross_fit:
         log.info("cross-fitting fold %d of %d: training on %d train samples, predicting the %d held out",
                  cross_fit[0], cross_fit[1], len(train_pool), len(held_out))
@@ -267,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = torch.bfloat16 if use_bf16 and device.type == "cuda" else None
     model, tokenizer = load_base(base_dir, trust_remote_code=args.trust_remote_code, dtype=dtype)
     settings = args.prompt_settings()
+    settings.candidate_popularity = popularity
     max_pos = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "seq_length", None)
     if max_pos and settings.max_length > max_pos:
         log.warning("--max-length %d is over the model's %d positions: using %d", settings.max_length, max_pos,

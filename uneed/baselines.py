@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
+from .candidates import by_popularity
 from .corpus import Corpus
 from .metrics import evaluate, rank_of
 from .needs import match_features
@@ -91,8 +92,7 @@ class PopularityRecommender:
 
     def rank(self, candidates: Sequence[str], shown: Iterable[str] = ()) -> list[str]:
         """Most popular first; items in `shown` (recommended earlier in the dialogue) last."""
-        seen = set(shown)
-        return sorted(candidates, key=lambda i: (i in seen, -self.counts[i], i))
+        return by_popularity(candidates, self.counts, shown)
 
 
 class GoldNeedsRule:

@@ -6,9 +6,10 @@ random stream derived from (seed, sid, seq_no, position), so a list never depend
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # for annotations only: uneed.corpus imports this module to fill missing lists
     from .corpus import Corpus
@@ -51,6 +52,27 @@ class CandidatePools:
                 taken.add(other)
         rng.shuffle(chosen)
         return chosen
+
+
+def popularity_counts(samples: Iterable, behaviours: Mapping[str, tuple[list[str], list[str]]]) -> dict[str, float]:
+    """log(1 + count) per item over the recommendation samples given (their gold items) and the
+    behaviours of their users, as the popularity baseline counts (uneed.baselines)."""
+    counts: dict[str, int] = {}
+    users = set()
+    for s in samples:
+        if s.task == "recommend" and s.target:
+            counts[s.target] = counts.get(s.target, 0) + 1
+        users.add(s.user_id)
+    for user in users:
+        for item in behaviours.get(user, ([], []))[1]:
+            counts[item] = counts.get(item, 0) + 1
+    return {i: round(math.log1p(c), 6) for i, c in counts.items()}
+
+
+def by_popularity(candidates: Sequence[str], counts: Mapping[str, float], shown: Iterable[str] = ()) -> list[str]:
+    """Most popular first (ties by id); items in `shown` (recommended earlier in the dialogue) last."""
+    seen = set(shown)
+    return sorted(candidates, key=lambda i: (i in seen, -counts.get(i, 0), i))
 
 
 def candidate_rng(seed: int, sid: str, seq_no: int, position: int) -> random.Random:

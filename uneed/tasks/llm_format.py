@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from ..candidates import by_popularity
 from ..corpus import Item
-from .samples import TaskSample, Utterance
+from .samples import TaskSample, Utterance, shown_items
 from .text import format_keys, format_tags, group_pairs, letters, split_tag
 
 MAX_CANDIDATES = 20
@@ -71,12 +72,15 @@ def cap_candidates(candidates: Sequence[str], gold: str | None, limit: int = MAX
     return [c for c in cands if c in keep]
 
 
-def lettered_candidates(sample: TaskSample, crs_prediction=None) -> list[str]:
+def lettered_candidates(sample: TaskSample, crs_prediction=None,
+                        popularity: Mapping[str, float] | None = None) -> list[str]:
     """The candidates a recommendation prompt letters A, B, ... in order: at most MAX_CANDIDATES, the
-    gold one kept; with a CRS ranking (CRS assisting LLM), those it ranks first in its order."""
+    gold one kept; with a CRS ranking (CRS assisting LLM), those it ranks first in its order; else, given
+    item `popularity` counts, most popular first as the popularity baseline ranks them (the items the
+    dialogue recommended before last); else in the data's order."""
     candidates = cap_candidates(sample.candidates, sample.target or None)
     if crs_prediction is None:
-        return candidates
+        return by_popularity(candidates, popularity, shown_items(sample)) if popularity else candidates
     ranking = [crs_prediction] if isinstance(crs_prediction, str) else list(crs_prediction)
     rank = {item: r for r, item in enumerate(dict.fromkeys(ranking))}
     return sorted(candidates, key=lambda c: rank.get(c, len(rank)))  # stable: unranked ones keep their order
