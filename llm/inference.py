@@ -353,15 +353,18 @@ class LLM:
     def recommend(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
                   crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str | None]:
         """One item id per sample, chosen among its (at most 20, lettered A-T) candidates; None if unreadable."""
-        from uneed.tasks.llm_format import lettered_candidates
-
         self._check_task(samples, "recommend")
         stats = ParseStats()
         texts = self.complete(samples, items, crs_predictions, batch_size)
-        out = [parse_recommend(t, lettered_candidates(s, (crs_predictions or {}).get(s.key), self.settings.candidate_popularity), stats)
-               for s, t in zip(samples, texts)]
+        out = [parse_recommend(t, self._lettered(s, crs_predictions), stats) for s, t in zip(samples, texts)]
         self._report(stats, "recommend")
         return out
+
+    def _lettered(self, sample: TaskSample, crs_predictions: Mapping[str, object] | None) -> list[str]:
+        """The candidates in the order its prompt lettered them (fit_record)."""
+        from uneed.tasks.llm_format import lettered_candidates
+
+        return lettered_candidates(sample, (crs_predictions or {}).get(sample.key), self.settings.candidate_popularity)
 
     def respond(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
                 crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str]:
@@ -377,8 +380,6 @@ class LLM:
                 progress: bool = False) -> list[dict]:
         """Prediction-file rows {key, task, prediction, raw}: text for understand/elicit/respond,
         [item_id] (or []) for recommend - what uneed.tasks.write_predictions writes."""
-        from uneed.tasks.llm_format import lettered_candidates
-
         samples = list(samples)
         texts = self.complete(samples, items, crs_predictions, batch_size, progress)
         rows, stats = [], {t: ParseStats() for t in ("understand", "elicit", "recommend", "respond")}
@@ -389,7 +390,7 @@ class LLM:
             elif s.task == "elicit":
                 pred = format_keys(parse_elicit(raw, st))
             elif s.task == "recommend":
-                choice = parse_recommend(raw, lettered_candidates(s, (crs_predictions or {}).get(s.key), self.settings.candidate_popularity), st)
+                choice = parse_recommend(raw, self._lettered(s, crs_predictions), st)
                 pred = [choice] if choice else []
             else:
                 pred = parse_respond(raw, st)

@@ -3,6 +3,8 @@
 Gold item + 19 others: first from the same seller, then from the same 一级类目 when the seller has
 too few, then random catalog items; the list is shuffled with a fixed seed. Each list gets its own
 random stream derived from (seed, sid, seq_no, position), so a list never depends on load order.
+Also the popularity counts of items and the popularity order of a list (the popularity baseline's
+ranking, and the order in which the LLM letters candidates).
 """
 from __future__ import annotations
 
