@@ -8,7 +8,8 @@
 # of the whole pipeline, with models too small to be useful.
 # PROFILE=gpu runs them on one GPU at real size: the full-size corpus, a BART-base-size CRS (configs/crs_gpu.yaml)
 # and a ~190M-parameter decoder LLM built from config (configs/*_gpu.yaml), each training capped in minutes, the
-# steps that wait on nothing at once (PARALLEL=1; a log each in $OUT/logs): planned for 9 minutes on one H100.
+# steps that wait on nothing at once (PARALLEL=1; a log each in $OUT/logs): planned for 12.5 minutes on one H200
+# (README: what it measured there).
 # Install the CUDA build of torch first (SKIP_SETUP=1 then skips scripts/setup.sh, which installs the CPU one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
