@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_script(out: Path, data: Path, parallel: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "PROFILE": "tiny", "SKIP_SETUP": "1", "OUT": str(out), "DATA": str(data),
-           "PARALLEL": "1" if parallel else "0"}
+           "PARALLEL": "1" if parallel else "0", "EPISODES": "4"}  # 4 simulated shoppers a policy: the step runs
     return subprocess.run(["bash", "scripts/run_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
 
