@@ -231,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [f"--repeat-{t} {n}" for t, n in repeats.items() if n < 1]
     if bad:
         raise PresalesError(f"{', '.join(bad)}: each example appears at least once per epoch (N >= 1)")
+    if args.candidate_order not in ("popularity", "data"):
+        raise PresalesError(f"--candidate-order must be popularity or data, got {args.candidate_order!r}")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed)
@@ -251,8 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {s: [x for x in build_samples(corpus, s, args.tasks) if x.task != "recommend" or x.candidates]
               for s in ("train", "valid", "test")}
     train_pool, held_out = split_by_fold(splits["train"], cross_fit)
-    if args.candidate_order not in ("popularity", "data"):
-        raise PresalesError(f"--candidate-order must be popularity or data, got {args.candidate_order!r}")
     # counted over the dialogues it trains on (a held-out cross-fitting fold stays out)
     popularity = popularity_counts(train_pool, corpus.behaviours) if args.candidate_order == "popularity" else {}
     if cross_fit:
