@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uneed.errors import PresalesError
+from uneed.tasks.crs_format import ReplyLayout
 
 BEHAVIOUR_ENCODERS = ("attention", "gru", "mean", "none")
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -55,6 +56,8 @@ class CRSConfig:
     needs_match: bool = False  # recommendation adds a learned bonus for candidates whose knowledge matches the needs
     rerank: bool = False  # the candidates' final order comes from a linear re-ranker fitted on valid (crs.rerank)
     respond_facts: bool = False  # a reply's items show all their knowledge in the source (not the first two facts)
+    respond_plan_first: bool = False  # a reply's plan (asked tags, items, prompt) opens its source, kept whole
+    respond_context_turns: int = 0  # a reply's source shows the latest turns only (0: all)
     # --- the recommender (equations 2-5)
     item_dim: int = 128
     behaviour_encoder: str = "attention"  # attention | gru | mean | none
@@ -97,8 +100,16 @@ class CRSConfig:
             raise CRSConfigError(f"max_source_len ({self.max_source_len}) + 2 exceeds max_position ({self.max_position})")
         if not 0 < self.valueless_threshold < 1:
             raise CRSConfigError(f"valueless_threshold must be in (0, 1), got {self.valueless_threshold}")
+        if int(self.respond_context_turns) < 0:
+            raise CRSConfigError(f"respond_context_turns must be 0 (all) or more, got {self.respond_context_turns!r}")
         if not 0 <= self.dropout < 1:
             raise CRSConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def reply_layout(self) -> ReplyLayout:
+        """How a response-generation source is laid out (uneed.tasks.crs_format.ReplyLayout)."""
+        return ReplyLayout(plan_first=self.respond_plan_first, context_turns=self.respond_context_turns,
+                           facts=self.respond_facts)
 
     @property
     def head_tasks(self) -> tuple[str, ...]:

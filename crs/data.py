@@ -76,12 +76,15 @@ class Encoder:
     def ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False, truncation=False)["input_ids"]
 
-    def source(self, text: str) -> tuple[list[int], bool]:
-        ids = self.ids(text)
+    def source(self, text: str, prefix: str = "") -> tuple[list[int], bool]:
+        """<s> prefix text </s> within max_source_len: `text` loses its oldest tokens first (it ends with the
+        latest turns and the prompt), then the prefix its last ones."""
         room = max(1, self.max_source_len - 2)
-        truncated = len(ids) > room
-        if truncated:
-            ids = ids[-room:]  # keep the latest turns and the prompt
+        head = self.ids(prefix)[:room] if prefix else []
+        ids = self.ids(text)
+        keep = room - len(head)
+        truncated = len(head) + len(ids) > room
+        ids = head + (ids[len(ids) - keep:] if keep > 0 else [])
         return [self.bos] + ids + [self.eos], truncated
 
     def target(self, text: str) -> list[int]:
@@ -90,7 +93,7 @@ class Encoder:
     def encode(self, ex: CRSExample) -> Features:
         if ex.task == "understand" and "understand" in self.head_tasks:
             return self._extraction(ex)
-        input_ids, truncated = self.source(ex.source)
+        input_ids, truncated = self.source(ex.source, ex.prefix)
         f = Features(ex.key, ex.task, ex.domain, input_ids, truncated=truncated)
         if ex.task == "recommend":
             f.gold = self.catalog.row(ex.gold_item)

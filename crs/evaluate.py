@@ -16,15 +16,15 @@ from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
 from uneed.replies import evaluate_replies
 from uneed.schema import STAFF_ASK, USER
-from uneed.tasks import (TASKS, CRSExample, TaskSample, build_samples, crs_example, first_per_task, parse_keys,
-                         parse_tags)
+from uneed.tasks import (TASKS, CRSExample, ReplyLayout, TaskSample, build_samples, crs_example, first_per_task,
+                         parse_keys, parse_tags)
 
 log = logging.getLogger(__name__)
 
 
 def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, object] | None = None,
                    tasks: Iterable[str] = TASKS, max_per_task: int | None = None,
-                   items: Mapping[str, Item] | None = None, respond_facts: bool = False,
+                   items: Mapping[str, Item] | None = None, reply: ReplyLayout = ReplyLayout(),
                    select: Callable[[TaskSample], bool] | None = None) -> tuple[list[TaskSample], list[CRSExample]]:
     """Samples of a split and their CRS sequences (with the LLM's predictions when given); `select`
     keeps some (e.g. one cross-fitting fold).
@@ -35,7 +35,7 @@ def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, obj
     samples = first_per_task(samples, max_per_task)
     items = corpus.items if items is None else items
     llm = llm_predictions or {}
-    return samples, [crs_example(s, items, llm.get(s.key), respond_facts) for s in samples]
+    return samples, [crs_example(s, items, llm.get(s.key), reply) for s in samples]
 
 
 def score_predictions(samples: Sequence[TaskSample], rows: Sequence[dict], items: Mapping[str, Item] | None = None,
@@ -149,7 +149,7 @@ def predict_samples(crs, corpus: Corpus, samples: Sequence[TaskSample], llm_pred
     understood: dict[str, str] = {}
     if context == "own":
         samples, understood = own_context(crs, corpus, samples, llm)
-    examples = [crs_example(s, corpus.items, llm.get(s.key), crs.config.respond_facts)
+    examples = [crs_example(s, corpus.items, llm.get(s.key), crs.config.reply_layout)
                 for s in samples if s.key not in understood]
     rows = {r["key"]: r for r in crs.predict_examples(examples, catalog_k=catalog_k)}
     rows.update({k: {"key": k, "task": "understand", "prediction": v} for k, v in understood.items()})

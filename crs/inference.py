@@ -479,7 +479,7 @@ class CRS:
         for i, ctx in enumerate(contexts):
             s = self._sample("respond", ctx, target="", asked=_as_tags(attributes[i] if attributes else []),
                              items=list(items[i]) if items else [])
-            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i), self.config.respond_facts))
+            examples.append(crs_example(s, self.items, self._llm(llm_predictions, i), self.config.reply_layout))
         return self.answer_features(self.encoder.encode_all(examples, "respond"))
 
     def _known(self, ids, what: str) -> list[str]:

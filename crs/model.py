@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from uneed.decoding import ban_repeated_ngrams
 from uneed.errors import ModelLoadError, PresalesError
 from uneed.tasks import SPECIAL_TOKENS
 
@@ -189,19 +190,6 @@ def _cache_argument(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def _ban_repeats(logp: torch.Tensor, generated: torch.Tensor, n: int) -> None:
-    """Forbid (in place) each next token that would complete an n-gram already in its row's output."""
-    length = generated.shape[1]
-    if length < n - 1 or length == 0:
-        return
-    rows = generated.tolist()
-    for b, toks in enumerate(rows):
-        tail = toks[length - (n - 1):] if n > 1 else []
-        banned = {toks[j + n - 1] for j in range(length - n + 1) if toks[j:j + n - 1] == tail}
-        if banned:
-            logp[b, list(banned)] = torch.finfo(logp.dtype).min
-
-
 # ------------------------------------------------------------------------------------ the CRS
 def build_heads(config: CRSConfig, d_model: int, keys: KeySpace | None) -> nn.ModuleDict:
     """The classification heads the config asks for (crs.heads); empty for the generative path."""
@@ -339,7 +327,7 @@ class UnifiedCRS(nn.Module):
             h = step.last_hidden_state
             logp = self.copy(h, enc, input_ids, attention_mask, self._lm_logits(h))[:, -1]
             if no_repeat_ngram > 0:
-                _ban_repeats(logp, torch.cat(out, dim=1)[:, 1:], no_repeat_ngram)
+                ban_repeated_ngrams(logp, torch.cat(out, dim=1)[:, 1:], no_repeat_ngram)
             if non_empty and len(out) == 1:
                 logp[:, list(non_empty)] = torch.finfo(logp.dtype).min
             nxt = logp.argmax(-1)

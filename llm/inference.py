@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Item
+from uneed.decoding import ban_repeated_ngrams
 from uneed.device import autocast
 from uneed.errors import ModelLoadError, PresalesError
 from uneed.logs import progress_bar
@@ -144,6 +145,19 @@ class _ForcedTokens:
         return scores
 
 
+class _NoRepeatInOutput:
+    """A transformers logits processor (model.generate's path) that bans, as the bare decoding loop does,
+    each token completing an n-gram of the continuation so far. transformers' own no_repeat_ngram_size
+    also counts the prompt's n-grams, which would forbid copying a value the prompt names."""
+
+    def __init__(self, n: int, prompt_width: int):
+        self.n, self.width = n, prompt_width
+
+    def __call__(self, input_ids, scores):
+        ban_repeated_ngrams(scores, input_ids[:, self.width:], self.n)
+        return scores
+
+
 class LLM:
     """A causal LM plus the prompt settings it was fine-tuned with."""
 
@@ -217,13 +231,14 @@ class LLM:
 
     def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
                  progress: bool = False, stop_unless_opens_with: str | None = None,
-                 forced: Callable[[str], str] | None = None) -> list[str]:
+                 forced: Callable[[str], str] | None = None, no_repeat_ngram: int = 0) -> list[str]:
         """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
         max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises.
         stop_unless_opens_with: a continuation ends as soon as its text (leading spaces aside) can no
         longer open with this string (e.g. a caller that only reads tool calls).
         forced(text): the text that must follow a continuation's text so far ('' where the model
-        chooses; llm.forcing.ToolCallGrammar), fed in without decoding steps where the decoding allows."""
+        chooses; llm.forcing.ToolCallGrammar), fed in without decoding steps where the decoding allows.
+        no_repeat_ngram n > 0: a continuation never repeats one of its own n-grams (its prompt's may recur)."""
         import torch
 
         if isinstance(prompts, str):
@@ -264,17 +279,19 @@ class LLM:
                 mask[row, width - n:] = 1
             if lean is not None:
                 gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row,
-                                    force_row, self.bf16_prefill)
+                                    force_row, self.bf16_prefill, no_repeat_ngram)
             else:
                 extra = {}
                 if stop_row is not None:
                     from transformers import StoppingCriteriaList
 
                     extra["stopping_criteria"] = StoppingCriteriaList([_RowStop(stop_row, width)])
-                if force_row is not None:
+                processors = ([_NoRepeatInOutput(no_repeat_ngram, width)] if no_repeat_ngram > 0 else []) + \
+                    ([_ForcedTokens(force_row, width)] if force_row is not None else [])
+                if processors:
                     from transformers import LogitsProcessorList
 
-                    extra["logits_processor"] = LogitsProcessorList([_ForcedTokens(force_row, width)])
+                    extra["logits_processor"] = LogitsProcessorList(processors)
                 with torch.inference_mode(), autocast(self.device):
                     gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -322,7 +339,8 @@ class LLM:
             if cuts:
                 log.info("%s: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
                          "dialogue, e.g. %s: %s", task, len(cuts), len(idx), self.max_context, *cuts[0])
-            texts = self.generate(prompts, self.settings.new_tokens(task), batch_size, progress)
+            texts = self.generate(prompts, self.settings.new_tokens(task), batch_size, progress,
+                                  no_repeat_ngram=self.settings.no_repeat(task))
             for i, t in zip(idx, texts):
                 out[i] = t
         return out

@@ -49,6 +49,7 @@ TEMPLATES = {
 STOP_MARKERS = ("\n### ", "### 指令", "### Instruction")
 
 DEFAULT_MAX_NEW_TOKENS = {"understand": 40, "elicit": 16, "recommend": 4, "respond": 64}
+DEFAULT_NO_REPEAT_NGRAM = {"respond": 2}  # tag lists may repeat a key ('功能需求：省电；功能需求：静音'): replies only
 RELATION_CAPS = (8, 4, 2, 1, 0)
 DROP_TURNS_AT_CAP = 2  # recommendation: dialogue turns are dropped only once items are down to 2 relations
 
@@ -83,12 +84,18 @@ class PromptSettings:
     # popularity baseline's choice (A) and learns when the needs point elsewhere ({}: the data's order;
     # a CRS ranking, when given, orders them instead). Measured: README, the LLM.
     candidate_popularity: dict[str, float] = field(default_factory=dict)
+    # greedy decoding of a task's output never repeats an n-gram of it (0: off): the embedded LLM's replies
+    # repeated themselves ('混合性，还是混合性') in 15% of the test replies without it (README, the LLM)
+    no_repeat_ngram: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NO_REPEAT_NGRAM))
 
     def prompt_budget(self, task: str) -> int:
         return max(8, self.max_length - self.new_tokens(task))
 
     def new_tokens(self, task: str) -> int:
         return int(self.max_new_tokens.get(task, DEFAULT_MAX_NEW_TOKENS.get(task, 64)))
+
+    def no_repeat(self, task: str) -> int:
+        return int(self.no_repeat_ngram.get(task, 0))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -80,6 +80,24 @@ def test_truncation_keeps_the_latest_turns_and_the_prompt():
     assert ids[0] == enc.bos and ids[-1] == enc.eos
 
 
+def test_a_prefix_stays_whole_at_the_start_and_the_history_after_it_loses_its_oldest_tokens():
+    tok = build_tokenizer(["早晚一二三四五六七八九十"])
+    from crs.catalog import Catalog
+
+    enc = Encoder(tok, Catalog(["a"]), max_source_len=40, max_target_len=8)
+    plan = "[elicit]一二三 Generate a response:"
+    ids, truncated = enc.source("[user]" + "早" * 50 + "[system]晚晚晚晚", plan)
+    assert truncated and len(ids) == 40 and ids[0] == enc.bos and ids[-1] == enc.eos
+    text = tok.decode(ids[1:-1]).replace(" ", "")
+    assert text.startswith("[elicit]一二三Generatearesponse:") and text.endswith("[system]晚晚晚晚")
+    ids, truncated = enc.source("[user]早", plan)  # short: nothing cut
+    assert not truncated and tok.decode(ids[1:-1]).replace(" ", "").endswith("response:[user]早")
+    ids, truncated = enc.source("[user]早", "一" * 60)  # a prefix over the budget keeps its first tokens
+    assert truncated and len(ids) == 40 and set(tok.decode(ids[1:-1]).replace(" ", "")) == {"一"}
+    with pytest.raises(CRSConfigError, match="respond_context_turns"):
+        CRSConfig(respond_context_turns=-1)
+
+
 # ------------------------------------------------------------------------------------ training
 def test_training_lowers_the_loss_and_writes_the_run(tiny_run):
     rows = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]

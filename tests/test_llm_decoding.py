@@ -120,3 +120,47 @@ def test_bf16_prefill_runs_the_prompt_pass_in_bfloat16_and_the_steps_in_float32(
     seen.clear()
     assert torch.equal(lean.generate(ids, mask, 12, 2, 0), _hf(model, ids, mask, 12, eos=2))  # off by default
     assert seen[0] == (31, False)
+
+
+def _bigrams(tokens):
+    return list(zip(tokens, tokens[1:]))
+
+
+def test_no_repeat_ngram_bans_the_outputs_own_repeats_the_same_way_on_both_paths():
+    from transformers import LogitsProcessorList
+
+    from llm.inference import _NoRepeatInOutput
+
+    model = _qwen2()
+    ids, mask = _left_padded([14, 22], seed=5)
+    width = ids.shape[1]
+    free = _hf(model, ids, mask, 40, eos=-1)
+    rows = [free[r, width:].tolist() for r in range(2)]
+    assert any(len(set(_bigrams(t))) < len(_bigrams(t)) for t in rows)  # greedy repeats itself here
+    got = lean_decoder(model).generate(ids, mask, 40, -1, 0, no_repeat_ngram=2)
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=40, do_sample=False, num_beams=1,
+                                  pad_token_id=0, eos_token_id=-1,
+                                  logits_processor=LogitsProcessorList([_NoRepeatInOutput(2, width)]))
+    assert torch.equal(got, expected)
+    for r in range(2):
+        new = got[r, width:].tolist()
+        assert len(set(_bigrams(new))) == len(_bigrams(new))
+
+
+def test_an_llm_reply_never_repeats_a_character_pair_but_may_copy_its_prompt():
+    tok = build_tokenizer(["有没有保湿的面霜", "预算三百以内", "亲亲，请问是什么肤质呢"])
+    torch.manual_seed(0)
+    from llm.model import build_embedded_model
+
+    llm = LLM(build_embedded_model(tok, "tiny"), tok, PromptSettings(max_length=256))
+    prompts = ["有没有保湿的面霜保湿的面霜", "预算三百以内"]
+    assert all(len(set(t)) < len(t) // 2 for t in llm.generate(prompts, max_new_tokens=30, batch_size=2))  # '霜霜霜'
+    for bare in (True, False):
+        llm.bare_decoding = bare
+        for text in llm.generate(prompts, max_new_tokens=30, batch_size=2, no_repeat_ngram=2):
+            pairs = _bigrams(list(text.replace(" ", "")))
+            assert len(set(pairs)) == len(pairs), text
+    assert PromptSettings().no_repeat("respond") == 2 and PromptSettings().no_repeat("understand") == 0
+    # a model saved before the setting existed decodes its replies with it
+    assert PromptSettings.from_dict({"template": "zh"}).no_repeat("respond") == 2

@@ -5,8 +5,8 @@ import pytest
 from uneed.corpus import load_corpus
 from uneed.tasks import (SPECIAL_TOKENS, build_samples, cap_candidates, crs_example, llm_record, parse_keys,
                          parse_tags, read_predictions, write_predictions, PredictionFileError)
-from uneed.tasks.crs_format import render_history
-from uneed.tasks.text import group_pairs
+from uneed.tasks.crs_format import ReplyLayout, render_history
+from uneed.tasks.text import format_tags, group_pairs
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,31 @@ def test_crs_sequences(corpus):
     explain = [s for s in samples if s.task == "respond"][1]
     assert render_history(explain.context, "recommend", corpus.items).endswith("[recommend]577681663455[system]仅发送商品链接")
     assert crs_example(explain, corpus.items).source.endswith("[recommend]577681663455 Generate a response:")
+
+
+def test_a_reply_layout_opens_with_the_plan_and_keeps_the_latest_turns(corpus):
+    samples = [s for s in build_samples(corpus, "test") if s.task == "respond"]
+    late = max(samples, key=lambda s: len(s.context))
+    assert len(late.context) > 2
+    default = crs_example(late, corpus.items)
+    assert default.prefix == "" and default.source.endswith(" Generate a response:")
+    ex = crs_example(late, corpus.items, "亲，这款可以", ReplyLayout(plan_first=True, context_turns=2))
+    assert ex.prefix.startswith(f"[elicit]{format_tags(late.asked)}[recommend]")
+    assert ex.prefix.endswith("[LLM]亲，这款可以 Generate a response:")
+    assert ex.source == render_history(late.context[-2:], "respond", corpus.items) and ex.target == late.target
+    # the other tasks are laid out as before
+    und = next(s for s in build_samples(corpus, "test") if s.task == "understand")
+    assert crs_example(und, corpus.items, None, ReplyLayout(plan_first=True, context_turns=2)) == crs_example(und, corpus.items)
+    # facts: the items show all their knowledge
+    from dataclasses import replace
+
+    from uneed.corpus import Item
+
+    item = Item("i1", "s1", {"价格区间": ["高"], "品牌": ["花西子"], "功效": ["保湿"], "肤质": ["干性"]})
+    shown = replace(late, items=["i1"])
+    full = crs_example(shown, {"i1": item}, None, ReplyLayout(plan_first=True, facts=True)).prefix
+    short = crs_example(shown, {"i1": item}, None, ReplyLayout(plan_first=True)).prefix
+    assert f"[recommend]{item.text()} Generate" in full and f"[recommend]{item.text(max_relations=2)} Generate" in short
 
 
 def test_parsers_never_raise():

@@ -124,6 +124,11 @@ class CRSTrainArgs:
                                                            "split after training (crs.rerank)"})
     respond_facts: bool | None = field(default=None, metadata={"help": "a reply's items show all their knowledge in its "
                                                                   "source (not the first two facts)"})
+    respond_plan_first: bool | None = field(default=None, metadata={"help": "a reply's plan (the tags it asks, the items "
+                                                                       "it presents, the prompt) opens its source, "
+                                                                       "kept whole; the history follows"})
+    respond_context_turns: int | None = field(default=None, metadata={"help": "a reply's source shows only the latest "
+                                                                         "turns (0: all)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -248,17 +253,17 @@ class Trainer:
             raise PresalesError(f"{args.data}: the valid split has no dialogues (pass --allow-no-valid to keep the "
                                 "last epoch instead of the best)")
         self.llm = read_predictions(args.llm_predictions) if args.llm_predictions else None
-        facts = model_config(args).respond_facts
+        layout = model_config(args).reply_layout
         self.cross_fit = parse_cross_fit(args.cross_fit)
         if self.cross_fit and "train" not in args.predict_splits:
             raise PresalesError("--cross-fit: add train to --predict-splits (the held-out fold is what it is for)")
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
                                                                  max_per_task=args.max_train_samples,
-                                                                 respond_facts=facts, select=self._in_training)
+                                                                 reply=layout, select=self._in_training)
         if self.cross_fit:
             log.info("cross-fitting fold %d of %d: training on %d train samples", *self.cross_fit,
                      len(self.train_samples))
-        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, respond_facts=facts)
+        self.valid_samples, self.valid_examples = split_examples(self.corpus, "valid", self.llm, reply=layout)
         if model_config(args).rerank and not any(s.task == "recommend" for s in self.valid_samples):
             if not args.allow_no_valid:
                 raise PresalesError(f"{args.data}: the re-ranker is fitted on the valid split's recommendations and "
@@ -279,11 +284,11 @@ class Trainer:
     def build_model(self) -> None:
         args = self.args
         config = model_config(args)
-        texts = [t for ex in self.train_examples for t in (ex.source, ex.target)]
+        texts = [t for ex in self.train_examples for t in (ex.prefix, ex.source, ex.target)]
         texts += [item.text() for item in self.corpus.items.values()]
         self.tok = build_tokenizer(texts, config.base_model)
         if config.base_model is None:
-            rate = unknown_rate(self.tok, [ex.source + ex.target for ex in self.valid_examples[:2000]])
+            rate = unknown_rate(self.tok, [ex.prefix + ex.source + ex.target for ex in self.valid_examples[:2000]])
             log.info("tokenizer: %d tokens, %.3f%% unknown characters on valid", len(self.tok), 100 * rate)
         self.catalog = Catalog.from_corpus(self.corpus)
         init = None
@@ -544,7 +549,7 @@ class Trainer:
         if self.args.context == "own":
             samples, _ = own_context(crs, self.corpus, samples, self.llm)
             llm = self.llm or {}
-            examples = [crs_example(s, self.corpus.items, llm.get(s.key), crs.config.respond_facts) for s in samples]
+            examples = [crs_example(s, self.corpus.items, llm.get(s.key), crs.config.reply_layout) for s in samples]
         feats = crs.encoder.encode_all(examples, "re-ranker")
         users, extras = crs.user_vectors(feats)
         # as the popularity baseline counts (every train recommendation), less a held-out cross-fitting fold

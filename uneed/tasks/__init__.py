@@ -1,5 +1,5 @@
 """Task builders: samples of the four U-NEED tasks, as LLM instruction records or CRS sequences."""
-from .crs_format import PROMPTS, SPECIAL_TOKENS, CRSExample, crs_example
+from .crs_format import PROMPTS, SPECIAL_TOKENS, CRSExample, ReplyLayout, crs_example
 from .folds import fold_of, parse_cross_fit, split_by_fold
 from .llm_format import MAX_CANDIDATES, cap_candidates, llm_record
 from .predictions import PredictionFileError, load_crs_predictions, read_predictions, write_predictions
