@@ -77,7 +77,9 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", crs_pre
         missing = sum(s.key not in crs for s in samples)
         if missing:
             log.warning("CRS predictions missing for %d of %d samples: plain prompts used", missing, len(samples))
-    return evaluate_llm(llm, samples, corpus.items, crs, batch_size=batch_size, progress=True)
+    # the reply checks' question cues come from the train split, as in training and eval.crs_eval
+    return evaluate_llm(llm, samples, corpus.items, crs, batch_size=batch_size, progress=True,
+                        cue_samples=build_samples(corpus, "train", ["respond"]))
 
 
 def main(argv=None) -> int:
