@@ -3,6 +3,7 @@
 for the CRS, and a Qwen2-shaped causal LM with the real Qwen tokenizer.json (tests/fixtures/qwen_tokenizer)
 for the LLM and the controller. Tiny random weights of the same architectures, saved with save_pretrained."""
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -99,7 +100,9 @@ def test_crs_trains_and_answers_on_a_bart_chinese_checkpoint(bart_chinese, tiny_
     assert crs.model.seq2seq.get_input_embeddings().weight.shape[0] == len(crs.tok) > len(bert_chinese_vocab())
     ctx = [Utterance("用户", "想买VIVO手机，3000元以内", "用户需求")]
     reply = crs.respond([ctx], items=[[next(iter(crs.catalog.ids))]])[0]
-    assert isinstance(reply, str) and " " not in reply.strip("[] ")  # no BERT-style spaces between characters
+    # no BERT-style spaces beside Chinese characters (English word pieces, copied from the prompt by this
+    # barely trained model, keep theirs)
+    assert isinstance(reply, str) and reply and not re.search(r"[^\x00-\x7f]\s|\s[^\x00-\x7f]", reply)
     tags = crs.understand([ctx])[0]
     assert all("：" in t for t in tags)
     assert len(crs.recommend([ctx], k=5)[0]) == 5
