@@ -84,7 +84,7 @@ class Encoder:
         ids = self.ids(text)
         keep = room - len(head)
         truncated = len(head) + len(ids) > room
-        ids = head + (ids[len(ids) - keep:] if keep > 0 else [])
+        ids = head + (ids[max(0, len(ids) - keep):] if keep > 0 else [])
         return [self.bos] + ids + [self.eos], truncated
 
     def target(self, text: str) -> list[int]:

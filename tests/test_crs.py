@@ -92,6 +92,9 @@ def test_a_prefix_stays_whole_at_the_start_and_the_history_after_it_loses_its_ol
     assert text.startswith("[elicit]一二三Generatearesponse:") and text.endswith("[system]晚晚晚晚")
     ids, truncated = enc.source("[user]早", plan)  # short: nothing cut
     assert not truncated and tok.decode(ids[1:-1]).replace(" ", "").endswith("response:[user]早")
+    for prefix in ("", "[elicit]一"):  # a source that fits, with or without a prefix, stays whole
+        ids, truncated = enc.source("[user]" + "早" * 30, prefix)
+        assert not truncated and tok.decode(ids[1:-1]).replace(" ", "") == prefix + "[user]" + "早" * 30
     ids, truncated = enc.source("[user]早", "一" * 60)  # a prefix over the budget keeps its first tokens
     assert truncated and len(ids) == 40 and set(tok.decode(ids[1:-1]).replace(" ", "")) == {"一"}
     with pytest.raises(CRSConfigError, match="respond_context_turns"):
