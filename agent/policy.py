@@ -50,9 +50,9 @@ class PolicyConfig:
     max_tool_steps: int = 6  # graph 1: tool calls the controller may make in one user turn
     # graph 1: who writes the reply once the controller has decided (called its tools and stopped):
     # "llm", the instruction-tuned LLM's response skill given the CRS's attribute or item (the paper's
-    # CRS-assisted response generation; better questions in replay, README; opt-in for now), or
-    # "controller", its own free text
-    reply_writer: str = "controller"
+    # CRS-assisted response generation; its questions name the asked attribute far more often in replay,
+    # README), or "controller", its own free text
+    reply_writer: str = "llm"
 
 
 ACCEPT_WORDS = ("就这款", "就这个", "就这件", "就这双", "就这台", "就这部", "就它", "就要这款", "就要这个", "要这款",

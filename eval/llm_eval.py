@@ -43,12 +43,15 @@ class LLMEvalArgs:
     trust_remote_code: bool = False
     out: str | None = field(default=None, metadata={"help": "metrics JSON (default RUN/eval_{split}.json)"})
     predictions: str | None = field(default=None, metadata={"help": "also write the prediction rows here"})
+    span_values: bool | None = field(default=None, metadata={"help": "understanding values decoded as spans of "
+                                                                     "the utterance (default: as the model was "
+                                                                     "saved, on unless turned off)"})
 
 
 def evaluate_run(run: str | Path, data: str | Path, split: str = "test", crs_predictions: str | None = None,
                  tasks=("understand", "elicit", "recommend", "respond"), max_samples: int | None = None,
-                 batch_size: int = 16, device: str = "auto", trust_remote_code: bool = False
-                 ) -> tuple[dict, list[dict]]:
+                 batch_size: int = 16, device: str = "auto", trust_remote_code: bool = False,
+                 span_values: bool | None = None) -> tuple[dict, list[dict]]:
     """(metrics by task, prediction rows) of a fine-tuned LLM on one split."""
     from llm.evaluation import evaluate_llm
     from llm.inference import LLM
@@ -58,6 +61,8 @@ def evaluate_run(run: str | Path, data: str | Path, split: str = "test", crs_pre
     if split not in ("train", "valid", "test"):
         raise PresalesError(f"--split must be train, valid or test, got {split!r}")
     llm = LLM.load(run, device=device, trust_remote_code=trust_remote_code or None)
+    if span_values is not None:
+        llm.settings.span_values = span_values
     corpus = load_corpus(data)
     crs = None
     if crs_predictions:
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
     setup_logging()
     start = time.time()
     metrics, rows = evaluate_run(args.run, args.data, args.split, args.crs_predictions, args.tasks, args.max_samples,
-                                 args.batch_size, args.device, args.trust_remote_code)
+                                 args.batch_size, args.device, args.trust_remote_code, args.span_values)
     run = Path(args.run)
     out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / f"eval_{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from agent.policy import PolicyConfig
 from uneed.arguments import parse_args
 from uneed.corpus import CATEGORY_RELATION, Corpus, Item
 from uneed.device import cpu_bf16_matmul
@@ -295,12 +296,11 @@ class GraphSpec:
 
     run: str
     kind: str
-    reply_writer: str = "controller"
+    reply_writer: str = PolicyConfig.reply_writer
     bf16_prefill: bool = False  # the LLMs' prompt pass in bfloat16 (llm/decoding.py)
 
     def load(self) -> Any:
         from agent.assistant import Assistant, memory_checkpointer
-        from agent.policy import PolicyConfig
 
         assistant = Assistant.from_run(self.run, self.kind, checkpointer=memory_checkpointer(),
                                        policy=PolicyConfig(reply_writer=self.reply_writer))
@@ -757,9 +757,9 @@ class ReplayArgs:
     bf16_prefill: str = field(default="auto", metadata={"help": "the LLMs' prompt pass in bfloat16 on CPU: auto (where "
                                                              "the CPU has bf16 matrix units), on, off (float32 "
                                                              "throughout)"})
-    reply_writer: str = field(default="controller", metadata={"help": "graph 1's replies: controller (its own "
-                                                                     "text) | llm (the instruction-tuned LLM "
-                                                                     "writes them)"})
+    reply_writer: str = field(default=PolicyConfig.reply_writer, metadata={"help": "graph 1's replies: llm (the "
+                                                                                 "instruction-tuned LLM writes "
+                                                                                 "them) | controller (its own text)"})
 
 
 def replay(args: ReplayArgs) -> dict:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from agent.policy import PolicyConfig
 from uneed.arguments import parse_args
 from uneed.corpus import Corpus, Item
 from uneed.errors import PresalesError
@@ -332,14 +333,13 @@ class SimulateArgs:
     workers: int = field(default=16, metadata={"help": "episodes run at once (their model calls are batched)"})
     out: str = field(default="", metadata={"help": "report directory (default: RUN/simulate)"})
     progress: bool = field(default=True, metadata={"help": "progress bars on the terminal"})
-    reply_writer: str = field(default="controller", metadata={"help": "graph 1's replies: controller (its own "
-                                                                     "text) | llm (the instruction-tuned LLM "
-                                                                     "writes them)"})
+    reply_writer: str = field(default=PolicyConfig.reply_writer, metadata={"help": "graph 1's replies: llm (the "
+                                                                                 "instruction-tuned LLM writes "
+                                                                                 "them) | controller (its own text)"})
 
 
 def simulate(args: SimulateArgs) -> dict:
     from agent.assistant import GRAPHS, Assistant, RunPaths, memory_checkpointer
-    from agent.policy import PolicyConfig
     from uneed.corpus import load_corpus
 
     kinds = list(GRAPHS) if args.graph == "both" else [args.graph]

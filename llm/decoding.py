@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from uneed.decoding import ban_repeated_ngrams
+from uneed.decoding import ban_repeated_ngrams, keep_only
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ class LeanQwen2:
         return x
 
     def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id, pad_token_id: int,
-                 stop_row=None, force_row=None, bf16_prefill: bool = False, no_repeat_ngram: int = 0):
+                 stop_row=None, force_row=None, bf16_prefill: bool = False, no_repeat_ngram: int = 0,
+                 allowed_row=None):
         """[B, T + n] like `model.generate(..., do_sample=False)`: the prompt, then greedy tokens,
         `pad_token_id` after a row's end-of-sequence token, n <= max_new_tokens. `stop_row(row, ids)`,
         if given, is asked after each token with the row's new token ids and ends the row on True.
@@ -150,7 +151,8 @@ class LeanQwen2:
         ones; with one row they go through the model in one pass (jump-forward decoding).
         bf16_prefill: the prompt's pass in bfloat16 (the steps stay in float32): faster on CPUs with
         bf16 matrix units (uneed.device.cpu_bf16_matmul), and no longer the tokens of float32 exactly.
-        no_repeat_ngram n > 0: no greedy token completes an n-gram the row's new tokens already hold."""
+        no_repeat_ngram n > 0: no greedy token completes an n-gram the row's new tokens already hold.
+        allowed_row(row, ids): the token ids the row may take next (None: any; llm.spans)."""
         import torch
 
         model = self.model
@@ -198,6 +200,9 @@ class LeanQwen2:
                 logits = torch.nn.functional.linear(self._norm(last, final_norm), head)
                 if no_repeat_ngram > 0 and new:
                     ban_repeated_ngrams(logits, torch.stack(new, dim=1), no_repeat_ngram)
+                if allowed_row is not None:
+                    keep_only(logits, torch.stack(new, dim=1).tolist() if new else [[] for _ in range(b)],
+                              allowed_row)
                 token = logits.argmax(-1)
                 for row in range(b):
                     if pending[row]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Item
-from uneed.decoding import ban_repeated_ngrams
+from uneed.decoding import ban_repeated_ngrams, keep_only
 from uneed.device import autocast
 from uneed.errors import ModelLoadError, PresalesError
 from uneed.logs import progress_bar
@@ -41,6 +41,7 @@ from .decoding import lean_decoder
 from .model import LLM_CONFIG, load_base, load_tokenizer, read_llm_config
 from .parsing import ParseStats, parse_elicit, parse_recommend, parse_respond, parse_understand
 from .prompts import PromptSettings, fit_record, render_prompt
+from .spans import SpanValues, token_texts
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,18 @@ class _NoRepeatInOutput:
         return scores
 
 
+class _AllowedTokens:
+    """A transformers logits processor over an allowed_row callback (model.generate's path): the tokens
+    the bare decoding loop leaves each row (llm.spans)."""
+
+    def __init__(self, allowed_row, prompt_width: int):
+        self.allowed_row, self.width = allowed_row, prompt_width
+
+    def __call__(self, input_ids, scores):
+        keep_only(scores, input_ids[:, self.width:].tolist(), self.allowed_row)
+        return scores
+
+
 class LLM:
     """A causal LM plus the prompt settings it was fine-tuned with."""
 
@@ -171,6 +184,7 @@ class LLM:
         self.bare_decoding = True
         # the prompt's pass in bfloat16 on CPU (bare decoding only; llm/decoding.py): off unless asked
         self.bf16_prefill = False
+        self._token_texts: list[str] | None = None
         self.model.eval()
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "seq_length", None)
         if limit and self.settings.max_length > limit:
@@ -225,20 +239,29 @@ class LLM:
         return model, tokenizer
 
     # ------------------------------------------------------------------------------ generation
+    def token_texts(self) -> list[str]:
+        """Each token's text alone (computed once per model: llm.spans reads it at every step)."""
+        if self._token_texts is None:
+            self._token_texts = token_texts(self.tokenizer)
+        return self._token_texts
+
     @property
     def max_context(self) -> int:
         return int(self.settings.max_length)
 
     def generate(self, prompts: Sequence[str] | str, max_new_tokens: int = 64, batch_size: int = 8,
                  progress: bool = False, stop_unless_opens_with: str | None = None,
-                 forced: Callable[[str], str] | None = None, no_repeat_ngram: int = 0) -> list[str]:
+                 forced: Callable[[str], str] | None = None, no_repeat_ngram: int = 0,
+                 span_values_of: Sequence[str] | None = None) -> list[str]:
         """Greedy continuations of raw prompts (the template is NOT applied). Prompts longer than
         max_context - max_new_tokens tokens keep their last tokens (logged); an empty prompt raises.
         stop_unless_opens_with: a continuation ends as soon as its text (leading spaces aside) can no
         longer open with this string (e.g. a caller that only reads tool calls).
         forced(text): the text that must follow a continuation's text so far ('' where the model
         chooses; llm.forcing.ToolCallGrammar), fed in without decoding steps where the decoding allows.
-        no_repeat_ngram n > 0: a continuation never repeats one of its own n-grams (its prompt's may recur)."""
+        no_repeat_ngram n > 0: a continuation never repeats one of its own n-grams (its prompt's may recur).
+        span_values_of: per prompt, the utterance whose spans the values of its 'key：value；...' answer
+        must be (llm.spans)."""
         import torch
 
         if isinstance(prompts, str):
@@ -270,6 +293,10 @@ class LLM:
         for batch in batches:
             stop_row = _opening_check(tok, stop_unless_opens_with) if stop_unless_opens_with else None
             force_row = _forcing(tok, forced) if forced is not None else None
+            allowed_row = None
+            if span_values_of is not None:
+                allowed_row = SpanValues(tok, [span_values_of[i] for i in batch], self.token_texts(),
+                                         [eos] if eos is not None else [])
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -279,7 +306,7 @@ class LLM:
                 mask[row, width - n:] = 1
             if lean is not None:
                 gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row,
-                                    force_row, self.bf16_prefill, no_repeat_ngram)
+                                    force_row, self.bf16_prefill, no_repeat_ngram, allowed_row)
             else:
                 extra = {}
                 if stop_row is not None:
@@ -287,7 +314,8 @@ class LLM:
 
                     extra["stopping_criteria"] = StoppingCriteriaList([_RowStop(stop_row, width)])
                 processors = ([_NoRepeatInOutput(no_repeat_ngram, width)] if no_repeat_ngram > 0 else []) + \
-                    ([_ForcedTokens(force_row, width)] if force_row is not None else [])
+                    ([_ForcedTokens(force_row, width)] if force_row is not None else []) + \
+                    ([_AllowedTokens(allowed_row, width)] if allowed_row is not None else [])
                 if processors:
                     from transformers import LogitsProcessorList
 
@@ -339,8 +367,10 @@ class LLM:
             if cuts:
                 log.info("%s: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
                          "dialogue, e.g. %s: %s", task, len(cuts), len(idx), self.max_context, *cuts[0])
+            spans = [samples[i].current.text for i in idx] \
+                if task == "understand" and self.settings.span_values else None
             texts = self.generate(prompts, self.settings.new_tokens(task), batch_size, progress,
-                                  no_repeat_ngram=self.settings.no_repeat(task))
+                                  no_repeat_ngram=self.settings.no_repeat(task), span_values_of=spans)
             for i, t in zip(idx, texts):
                 out[i] = t
         return out

@@ -87,6 +87,9 @@ class PromptSettings:
     # greedy decoding of a task's output never repeats an n-gram of it (0: off): the embedded LLM's replies
     # repeated themselves ('混合性，还是混合性') in 15% of the test replies without it (README, the LLM)
     no_repeat_ngram: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NO_REPEAT_NGRAM))
+    # understanding answers decoded with every value a span of the current utterance (llm.spans): on its
+    # own the embedded LLM wrote a third of its values as near-copies ('短袖' for '短靴'; README, the LLM)
+    span_values: bool = True
 
     def prompt_budget(self, task: str) -> int:
         return max(8, self.max_length - self.new_tokens(task))

@@ -68,7 +68,7 @@ train_llm_crs() {
   # 21 for the same from the pre-trained base, and better on every task but recommendation (README). A LoRA
   # LLM (tiny, gpu) leaves an adapter, not a base: there it trains its own adapter from the base, as the paper does.
   local start=("--base-model" "$OUT/llm-base")
-  [ ! -f "$OUT/llm/model/config.json" ] || start=("--base-model" "$OUT/llm" "--epochs" 1 "--lr" 0.0005 "--max-minutes" 7)
+  [ ! -f "$OUT/llm/model/config.json" ] || start=("--base-model" "$OUT/llm" "--epochs" 1 "--lr" 0.0005 "--max-train-samples" 5000 "--max-minutes" 6)
   # only its test split is predicted (the tables): nothing downstream reads its valid predictions
   done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
       "${start[@]}" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
@@ -87,9 +87,13 @@ together() {  # run the named step functions: one after another, or with PARALLE
   fi
   mkdir -p "$OUT/logs"
   local pids=() fn i failed=0
+  # the CPU cores shared out among the steps (torch's thread pool reads OMP_NUM_THREADS): each step at the
+  # machine's full thread count would oversubscribe the cores, and torch's threads spin while they wait
+  local threads=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))}
   for fn in "$@"; do
     # each step's own wall time goes to the end of its log
-    ( t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) > "$OUT/logs/$fn.log" 2>&1 &
+    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) \
+      > "$OUT/logs/$fn.log" 2>&1 &
     pids+=("$!")
     echo "started $fn (log: $OUT/logs/$fn.log)"
   done

@@ -164,3 +164,68 @@ def test_an_llm_reply_never_repeats_a_character_pair_but_may_copy_its_prompt():
     assert PromptSettings().no_repeat("respond") == 2 and PromptSettings().no_repeat("understand") == 0
     # a model saved before the setting existed decodes its replies with it
     assert PromptSettings.from_dict({"template": "zh"}).no_repeat("respond") == 2
+
+
+def test_an_allowed_token_rule_is_kept_the_same_way_on_both_paths():
+    from transformers import LogitsProcessorList
+
+    from llm.inference import _AllowedTokens
+
+    model = _qwen2()
+    ids, mask = _left_padded([14, 22], seed=5)
+    width = ids.shape[1]
+
+    def odd_after_two(row, new_ids):  # from the third token on, row 0 takes odd ids and row 1 ids under 40
+        if len(new_ids) < 2:
+            return None
+        return list(range(3, 97, 2)) if row == 0 else list(range(3, 40))
+
+    free = lean_decoder(model).generate(ids, mask, 20, -1, 0)[:, width:]
+    assert any(t % 2 == 0 for t in free[0, 2:].tolist()) and any(t >= 40 for t in free[1, 2:].tolist())
+    got = lean_decoder(model).generate(ids, mask, 20, -1, 0, allowed_row=odd_after_two)
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=20, do_sample=False, num_beams=1,
+                                  pad_token_id=0, eos_token_id=-1,
+                                  logits_processor=LogitsProcessorList([_AllowedTokens(odd_after_two, width)]))
+    assert torch.equal(got, expected)
+    assert got[0, width:width + 2].tolist() == free[0, :2].tolist()  # free where the rule says None
+    assert all(t % 2 == 1 for t in got[0, width + 2:].tolist()) and all(t < 40 for t in got[1, width + 2:].tolist())
+
+
+def test_understanding_values_are_held_to_spans_of_the_utterance():
+    from llm.spans import SpanValues, token_texts
+
+    tok = build_tokenizer(["品类：短靴；价位：300上下", "帮忙看看，想买短靴，预算2000之内", "短袖 老妈 老公"])
+    vocab = token_texts(tok)
+    utterance = "帮忙看看，想买短靴，预算2000之内"
+    rule = SpanValues(tok, [utterance], vocab, [tok.eos_token_id])
+
+    def allowed(answer: str):
+        got = rule(0, tok(answer, add_special_tokens=False)["input_ids"])
+        return None if got is None else {vocab[i] or "EOS" for i in got}  # the end of sequence has no text
+
+    ends = {"；", ";", "\n", "EOS"}  # what ends a value: a tag separator, a new line, the end
+    assert allowed("") is None and allowed("品") is None  # a key: the model's choice
+    assert allowed("品类：短") == {"靴"} | ends  # '短袖' is no span of the utterance
+    assert allowed("价位：2000") == {"之"} | ends  # nor '2000以内'
+    starts = allowed("品类：短靴；价位：")
+    assert {"帮", "短", "2", "之"} | ends <= starts and not {"袖", "老", "以"} & starts
+    assert allowed("品类：短靴；价") is None  # the next key
+
+
+def test_understanding_decodes_with_span_values_unless_the_settings_say_not(monkeypatch):
+    from llm.inference import make_sample
+    from llm.model import build_embedded_model
+    from uneed.tasks import Utterance
+
+    tok = build_tokenizer(["品类：短靴", "想买短靴"])
+    llm = LLM(build_embedded_model(tok, "tiny"), tok, PromptSettings(max_length=256))
+    seen = []
+    monkeypatch.setattr(llm, "generate", lambda prompts, *a, **kw: seen.append(kw.get("span_values_of")) or
+                        [""] * len(prompts))
+    sample = make_sample("understand", current=Utterance("用户", "想买短靴", ""), domain="鞋类行业")
+    llm.understand([sample])
+    llm.settings.span_values = False
+    llm.understand([sample])
+    assert seen == [["想买短靴"], None]
+    assert PromptSettings.from_dict({"template": "zh"}).span_values  # a model saved before the setting: on

@@ -26,6 +26,10 @@ def test_run_default_tiny_end_to_end(tmp_path):
     for name, text in logs.items():  # each log ends with its step's wall time
         assert text.rstrip().splitlines()[-1].startswith(f"{name}: "), name
         assert f"{name}: " in done.stdout, name
+    # the cores are shared out among the 3 steps of each training group, not taken by each
+    share = max(1, len(os.sched_getaffinity(0)) // 3)
+    for name in ("train_crs", "train_llm", "train_crs_llm", "train_llm_crs", "train_controller"):
+        assert f"device cpu, {share} torch threads" in logs[name], name
     # written to a file, the log is one line per event: no progress-bar frames, and a summary line for
     # every epoch of every training
     log = done.stdout + done.stderr + "".join(logs.values())

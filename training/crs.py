@@ -236,6 +236,8 @@ class Trainer:
     def __init__(self, args: CRSTrainArgs):
         self.args = args
         self.run = RunDir.staged(args.out, overwrite=args.overwrite, resume=args.resume)
+        if args.num_threads > 0:
+            torch.set_num_threads(args.num_threads)
         self.device = pick_device(args.device)
 
     # -------------------------------------------------------------------------------- setup
@@ -448,8 +450,6 @@ class Trainer:
     def fit(self) -> None:
         args = self.args
         set_seed(args.seed)
-        if args.num_threads > 0:
-            torch.set_num_threads(args.num_threads)
         self.load_data()
         self.best_score, self.best_epoch = -1.0, None
         start = 0

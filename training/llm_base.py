@@ -57,14 +57,14 @@ class LLMBaseArgs:
     tokenizer_level2: bool = field(default=False, metadata={"help": "add GB2312 level-2 hanzi to the vocabulary"})
     block_size: int = field(default=256, metadata={"help": "tokens per training block"})
     batch_size: int = 16
-    epochs: int = 6
+    epochs: int = 4
     lr: float = 2e-3
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine schedule floor, as a share of --lr"})
     warmup_steps: int = 30
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     max_valid_blocks: int = field(default=128, metadata={"help": "validation blocks per evaluation (0: all)"})
-    max_minutes: float = field(default=12.0, metadata={"help": "stop training (then save) after this many minutes; "
+    max_minutes: float = field(default=8.0, metadata={"help": "stop training (then save) after this many minutes; "
                                                                 "0: no limit"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimizer steps (0: no limit; for smoke "
                                                          "tests)"})

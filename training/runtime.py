@@ -53,6 +53,7 @@ def pick_device(requested: str = "auto") -> torch.device:
         raise RuntimeError("--device cuda was asked for, but no CUDA GPU is visible")
     if device.type == "cuda" and device.index is None and current().enabled:
         device = torch.device("cuda", current().local_rank)
+    log.info("device %s, %d torch threads", device, torch.get_num_threads())
     return device
 
 

@@ -17,3 +17,16 @@ def ban_repeated_ngrams(scores, generated, n: int) -> None:
         banned = {toks[j + n - 1] for j in range(length - n + 1) if toks[j:j + n - 1] == tail}
         if banned:
             scores[b, list(banned)] = torch.finfo(scores.dtype).min
+
+
+def keep_only(scores, generated: list, allowed_row) -> None:
+    """Forbid (in place, on scores [B, V]) every token but allowed_row(b, generated[b]) in each row
+    where that is not None (generated: each row's new token ids so far)."""
+    import torch
+
+    for b, toks in enumerate(generated):
+        allowed = allowed_row(b, toks)
+        if allowed:  # None or nothing: the row chooses freely
+            keep = scores[b, allowed].clone()
+            scores[b] = torch.finfo(scores.dtype).min
+            scores[b, allowed] = keep
