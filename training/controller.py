@@ -174,12 +174,12 @@ class ControllerTrainArgs:
     batch_size: int = 8
     lr: float = 3e-3
     warmup_steps: int = 10
-    max_train_samples: int = field(default=1500, metadata={"help": "trace steps sampled for training (0: all)"})
+    max_train_samples: int = field(default=3000, metadata={"help": "trace steps sampled for training (0: all)"})
     decide_share: float = field(default=0.75, metadata={"help": "share of the sampled train steps that are ask/recommend "
                                                                 "decisions (the rest: extract, lookup, reply)"})
     max_valid_samples: int = field(default=200, metadata={"help": "trace steps for the validation loss (0: all)"})
     max_test_decisions: int = field(default=0, metadata={"help": "test decision points scored (0: all)"})
-    max_minutes: float = field(default=8.0, metadata={"help": "stop training after this many minutes (0: none)"})
+    max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes (0: none)"})
     eval_batch_size: int = 16
     seed: int = 42
     device: str = "auto"
