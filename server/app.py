@@ -233,7 +233,11 @@ class RunHandle:
             if resume_first:
                 log.warning("thread %s: finishing the turn a previous run left unfinished", self.thread_id)
             for graph_input in ([None] if resume_first else []) + [payload]:
-                async for mode, chunk in graph.astream(graph_input, config, stream_mode=["values", "updates"]):
+                # durability "sync": each step's checkpoint is written before the next step starts, so a
+                # server killed mid-turn keeps every step a client has seen but the last (LangGraph's
+                # default, "async", writes while the next step runs: a kill could lose the message itself)
+                async for mode, chunk in graph.astream(graph_input, config, stream_mode=["values", "updates"],
+                                                       durability="sync"):
                     if mode == "values":
                         self.final = chunk
                     if mode in self.modes:
