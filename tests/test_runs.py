@@ -111,7 +111,8 @@ def test_a_killed_retraining_leaves_the_previous_run_intact(finished, tiny_corpu
     wait_for(staging / marker, proc)
     proc.send_signal(sig)
     proc.wait(timeout=120)
-    assert proc.returncode != 0
+    # (an intermittent failure here, exit 0 after SIGINT, is not explained yet: the process's own account)
+    assert proc.returncode != 0, proc.stderr.read().decode("utf-8", "replace")[-3000:]
     assert_intact(finished, before)
 
 
