@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-_TAG_END = re.compile(r"[；;\n]")  # as uneed.tasks.text parses the answer
-_KEY_END = re.compile(r"[：:]")
-_ENDINGS = ("；", ";", "\n")
+from uneed.tasks.text import KV_SEPARATORS, TAG_SEPARATORS
+
+# the answer read as uneed.tasks.text parses it
+_TAG_END = re.compile(f"[{TAG_SEPARATORS}]")
+_KEY_END = re.compile(f"[{KV_SEPARATORS}]")
 
 
 def token_texts(tokenizer) -> list[str]:
@@ -32,7 +34,7 @@ class SpanValues:
         self.tokenizer = tokenizer
         self.utterances = list(utterances)
         self.vocab = vocab
-        self.ends = sorted({i for i, t in enumerate(vocab) if t in _ENDINGS} | set(end_ids))
+        self.ends = sorted({i for i, t in enumerate(vocab) if t in tuple(TAG_SEPARATORS)} | set(end_ids))
         # per row, the tokens that occur in its utterance at all (the only ones a value can take)
         self.inside = [[i for i, t in enumerate(vocab) if t and t in u] for u in self.utterances]
 

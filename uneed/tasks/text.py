@@ -10,9 +10,11 @@ from typing import Iterable, Sequence
 
 TAG_SEP = "；"
 KV_SEP = "："
-# Separators a model might produce instead of the canonical ones.
-_SPLIT_RE = re.compile(r"[；;\n]+")
-_KV_RE = re.compile(r"[：:]")
+# Separators a model might produce instead of the canonical ones (llm.spans reads answers by them too).
+TAG_SEPARATORS = "；;\n"
+KV_SEPARATORS = "：:"
+_SPLIT_RE = re.compile(f"[{TAG_SEPARATORS}]+")
+_KV_RE = re.compile(f"[{KV_SEPARATORS}]")
 
 
 def format_tags(tags: Iterable[str]) -> str:
