@@ -7,6 +7,7 @@
     presales data compare REAL OTHER                realism report: two directories side by side
     presales train crs|llm-base|llm|controller ARGS training scripts (each has its own --help)
     presales eval tables --run RUN                  the paper's tables from a run's test metrics
+    presales eval llm --run RUN --data DIR          score a fine-tuned LLM on one split
     presales chat --graph llm|crs --run RUN         step-by-step conversation with either graph
     presales replay --data DIR --run RUN            the graphs replayed on U-NEED dialogues, against the staff
     presales simulate --run RUN --episodes N        the graphs against simulated shoppers with hidden targets
@@ -175,6 +176,7 @@ def _run_script(module: str, argv: list[str]) -> None:
 
 EVAL_SCRIPTS = {
     "tables": ("eval.tables", "The paper's tables 1-4 (and a chart) from a run directory's test metrics."),
+    "llm": ("eval.llm_eval", "Score a fine-tuned LLM on one split (e.g. with --span-values false)."),
 }
 
 for _group, _scripts in ((train_app, TRAIN_SCRIPTS), (eval_app, EVAL_SCRIPTS)):
