@@ -392,6 +392,41 @@ def test_controller_run_reports_its_figures(agent_run, corpus):
     assert trained["last_batch_loss"] < trained["first_batch_loss"]
 
 
+def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_dir, tmp_path):
+    """--lora-r 0 (the embedded default): no adapter, every weight of the LLM trains (the embeddings too,
+    which LoRA on all-linear never touches), and the valid loss falls further than the LoRA controller's
+    of the agent run (the same samples, steps and learning rate)."""
+    import torch
+
+    from llm.inference import LLM
+    from training.controller import main as train_controller
+
+    out = tmp_path / "controller"
+    assert train_controller(["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(agent_run / "llm"),
+                             "--lora-r", "0", "--max-train-samples", "48", "--max-valid-samples", "8",
+                             "--max-test-decisions", "8", "--batch-size", "8", "--lr", "0.005",
+                             "--progress", "false"]) == 0
+
+    def valid_losses(run):
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text("utf-8").splitlines()]
+        return log[0]["valid_loss"], [r for r in log if r.get("epoch") == 1][0]["valid_loss"]
+
+    before, after = valid_losses(out)
+    lora_before, lora_after = valid_losses(agent_run / "controller")
+    assert before == pytest.approx(lora_before)  # the same starting point
+    assert after < 0.8 * before and after < lora_after
+    base = LLM.load(agent_run / "llm", device="cpu", merge_adapters=True).model
+    tuned = LLM.load(out, device="cpu").model
+    assert not any("lora" in name for name, _ in tuned.named_parameters())
+    emb = lambda m: m.get_input_embeddings().weight  # noqa: E731
+    assert not torch.allclose(emb(base), emb(tuned))
+    assert json.loads((out / "test_metrics.json").read_text("utf-8"))["controller"]["n"] == 8
+    # a negative rank is a one-line error
+    with pytest.raises(PresalesError, match="--lora-r"):
+        train_controller(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "bad"), "--base-model",
+                          str(agent_run / "llm"), "--lora-r", "-1"])
+
+
 def test_chat_cli_scripted(agent_run, tmp_path, script):
     domain, users = script
     trace = tmp_path / "trace.jsonl"

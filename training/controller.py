@@ -4,8 +4,9 @@
 
 The traces (agent/traces.py) are rendered exactly as the chat model renders a live conversation
 (llm.chat_model.render_messages with the CRS tools bound); each AI message is one target. LoRA
-tuning uses the pieces of `presales train llm` (answer-only loss, length batches, cosine schedule, TrainLoop),
-then the adapter is merged into RUN/merged, which `LLM.load(RUN)` and the chat model load. At the end the
+tuning (or full fine-tuning, --lora-r 0: the embedded default) uses the pieces of `presales train llm`
+(answer-only loss, length batches, cosine schedule, TrainLoop), then the adapter is merged into
+RUN/merged (or the whole model saved there), which `LLM.load(RUN)` and the chat model load. At the end the
 controller is scored on the test split's decision points: ask versus recommend (against the act
 tags 系统提问 / 系统推荐) and, when it asks, the attribute (against the annotated keys), beside a
 majority-class baseline; RUN/test_metrics.json holds the figures.
@@ -158,7 +159,7 @@ def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float 
 
 @dataclass
 class ControllerTrainArgs:
-    """Fine-tune the LLM as the controller of graph 1 on tool-call traces of the corpus (LoRA)."""
+    """Fine-tune the LLM as the controller of graph 1 on tool-call traces of the corpus (LoRA, or every weight)."""
 
     data: str = field(metadata={"help": "U-NEED-format corpus directory"})
     out: str = field(metadata={"help": "run directory"})
@@ -167,7 +168,7 @@ class ControllerTrainArgs:
     tool_format: str = field(default="compact", metadata={"help": "how tools are shown: compact (one line each, for "
                                                                    "small context windows) | json (JSON schemas)"})
     max_length: int = field(default=0, metadata={"help": "tokens of prompt + answer (0: the base LLM's setting)"})
-    lora_r: int = 16
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains)"})
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     epochs: int = 1
@@ -193,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
     if not 0 <= args.decide_share <= 1:
         raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
-    if args.lora_r < 1:
-        raise PresalesError(f"--lora-r must be at least 1 (the controller is a LoRA adapter), got {args.lora_r}")
+    if args.lora_r < 0:
+        raise PresalesError(f"--lora-r must be 0 (full fine-tuning) or a LoRA rank, got {args.lora_r}")
     from training.distributed import launched
 
     if launched():
@@ -239,8 +240,11 @@ def train_controller(args: ControllerTrainArgs) -> int:
     log.info("controller traces: %d train steps %s, %d valid", len(train_ex), dict(Counter(s.kind for s in train_steps)),
              len(valid_ex))
 
-    model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                             target_modules="all-linear", task_type="CAUSAL_LM", bias="none"))
+    if args.lora_r:
+        model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM", bias="none"))
+    else:
+        model.requires_grad_(True)
     model.to(device)
     model.train()
     keep_logits = head_on_answers_only(model)
@@ -266,7 +270,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
     train_minutes = loop.elapsed() / 60
     run.plot_curves(["train_loss", "valid_loss"])
 
-    merged = model.merge_and_unload()
+    merged = model.merge_and_unload() if args.lora_r else model
     merged.eval()
     tmp = staging_dir(run.path / "merged")
     merged.save_pretrained(tmp)
