@@ -96,9 +96,9 @@ def majority_baseline(train: Sequence[TraceStep], test: Sequence[TraceStep]) -> 
     return scores
 
 
-def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
-                      batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS) -> list[tuple[str, str | None]]:
-    """Generate the controller's message at each decision step and read its decision."""
+def predict_calls(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
+                  batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS) -> list[list[dict]]:
+    """Generate the controller's message at each step, prompted as the chat model prompts it, and parse its calls."""
     from llm.parsing import parse_tool_calls
 
     from llm.chat_model import fit_messages, render_messages
@@ -113,7 +113,13 @@ def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], to
     prompts = [render_messages(fit_messages(s.messages, tools, count, llm.max_context - max_new_tokens, template,
                                             tool_format)[0], tools, template, tool_format=tool_format) for s in steps]
     texts = llm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return [decision_of(parse_tool_calls(t, names).tool_calls) for t in texts]
+    return [parse_tool_calls(t, names).tool_calls for t in texts]
+
+
+def predict_decisions(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
+                      batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS) -> list[tuple[str, str | None]]:
+    """Generate the controller's message at each decision step and read its decision."""
+    return [decision_of(calls) for calls in predict_calls(llm, steps, tools, tool_format, batch_size, max_new_tokens)]
 
 
 def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Sequence[dict],
@@ -289,16 +295,28 @@ def train_controller(args: ControllerTrainArgs) -> int:
 
 def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: int = 0, seed: int = 42,
                         batch_size: int = 16) -> dict:
-    """Ask-vs-recommend and attribute accuracy on the test split's decision points, beside the majority."""
-    decisions = [s for s in corpus_traces(corpus, "test", seed) if s.kind == "decide"]
+    """Ask-vs-recommend and attribute accuracy on the test split's decision points, beside the majority;
+    and at the opening of each user turn (the 'extract' steps), the share where the controller's first
+    call reads the new message (extract_needs), as the traces do: a controller that skips it decides on
+    needs it never read, which the decision points (gold extract results in the prompt) do not show."""
+    steps = corpus_traces(corpus, "test", seed)
+    decisions = [s for s in steps if s.kind == "decide"]
+    openings = [s for s in steps if s.kind == "extract"]
     if max_decisions:
         decisions = sample_steps(decisions, max_decisions, seed)
-    predictions = predict_decisions(llm, decisions, tool_schemas(), tool_format, batch_size)
+        openings = sample_steps(openings, max_decisions, seed)
+    tools = tool_schemas()
+    predictions = predict_decisions(llm, decisions, tools, tool_format, batch_size)
     ours = score(decisions, predictions).as_dict()
+    opening_calls = predict_calls(llm, openings, tools, tool_format, batch_size)
+    reads = sum(bool(calls) and calls[0]["name"] == "extract_needs" for calls in opening_calls)
+    ours["turn_opening_n"] = len(openings)
+    ours["turn_opening_extract"] = reads / len(openings) if openings else 0.0
     majority = majority_baseline(corpus_traces(corpus, "train", seed), decisions).as_dict()
     log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f), attribute accuracy "
-             "%.3f (majority %.3f)", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
-             ours["attribute_accuracy"], majority["attribute_accuracy"])
+             "%.3f (majority %.3f); first call extract_needs at %.3f of %d turn openings", ours["n"],
+             ours["decision_accuracy"], majority["decision_accuracy"], ours["attribute_accuracy"],
+             majority["attribute_accuracy"], ours["turn_opening_extract"], len(openings))
     return {"controller": ours, "majority_baseline": majority, "tool_format": tool_format}
 
 
