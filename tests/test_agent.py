@@ -392,6 +392,36 @@ def test_controller_run_reports_its_figures(agent_run, corpus):
     assert trained["last_batch_loss"] < trained["first_batch_loss"]
 
 
+def test_controller_figures_show_a_controller_that_never_reads_the_message(corpus):
+    """The decision points carry gold extract results, so a controller that opens every turn with a
+    decision scores there as if it had read the message; the turn-opening figure shows it."""
+    from types import SimpleNamespace
+
+    from llm.parsing import format_tool_call
+    from training.controller import evaluate_controller
+
+    class Scripted:  # answers every prompt with one call
+        settings = SimpleNamespace(template="zh")
+        tokenizer = staticmethod(lambda text, add_special_tokens=False: SimpleNamespace(input_ids=list(text)))
+        max_context = 100_000
+
+        def __init__(self, call):
+            self.call = call
+
+        def generate(self, prompts, max_new_tokens, batch_size):
+            return [self.call] * len(prompts)
+
+    recommender = evaluate_controller(Scripted(format_tool_call("recommend_items", {})), corpus, "compact", 8)
+    reader = evaluate_controller(Scripted(format_tool_call("extract_needs", {})), corpus, "compact", 8)
+    assert recommender["controller"]["turn_opening_n"] == reader["controller"]["turn_opening_n"] == 8
+    assert recommender["controller"]["turn_opening_extract"] == 0.0
+    assert reader["controller"]["turn_opening_extract"] == 1.0
+    # the one that always recommends scores as the always-recommend decision would
+    gold_recommends = sum(c for k, c in recommender["controller"]["confusion"].items() if k.startswith("recommend->"))
+    assert recommender["controller"]["decision_accuracy"] == pytest.approx(gold_recommends / 8)
+    assert reader["controller"]["decision_accuracy"] == 0.0  # it never decides
+
+
 def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_dir, tmp_path):
     """--lora-r 0 (the embedded default): no adapter, every weight of the LLM trains (the embeddings too,
     which LoRA on all-linear never touches), and the valid loss falls further than the LoRA controller's
