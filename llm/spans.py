@@ -18,6 +18,7 @@ from uneed.tasks.text import KV_SEPARATORS, TAG_SEPARATORS
 # the answer read as uneed.tasks.text parses it
 _TAG_END = re.compile(f"[{TAG_SEPARATORS}]")
 _KEY_END = re.compile(f"[{KV_SEPARATORS}]")
+_TAG_END_TOKENS = frozenset(TAG_SEPARATORS)  # tokens that are exactly one separator (not a substring test)
 
 
 def token_texts(tokenizer) -> list[str]:
@@ -34,7 +35,7 @@ class SpanValues:
         self.tokenizer = tokenizer
         self.utterances = list(utterances)
         self.vocab = vocab
-        self.ends = sorted({i for i, t in enumerate(vocab) if t in tuple(TAG_SEPARATORS)} | set(end_ids))
+        self.ends = sorted({i for i, t in enumerate(vocab) if t in _TAG_END_TOKENS} | set(end_ids))
         # per row, the tokens that occur in its utterance at all (the only ones a value can take)
         self.inside = [[i for i, t in enumerate(vocab) if t and t in u] for u in self.utterances]
 
