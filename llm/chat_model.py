@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 TOOLS_HEADER = "可用工具（每行一个 JSON 模式）：\n"
 COMPACT_HEADER = "可用工具：\n"
-TOOL_FORMATS = ("json", "compact")
+TOOL_FORMATS = ("json", "compact", "brief")
 PROTOCOL = ("需要调用工具时，输出 <tool_call>{\"name\": 工具名, \"arguments\": {参数}}</tool_call>，"
             "可调用多个；不需要时直接回复用户。")
 DEFAULT_SYSTEM = "你是电商售前客服，根据对话回应用户需求。"
@@ -77,28 +77,34 @@ def as_data(text: str, one_line: bool = False) -> str:
     return _TURN_LINE.sub("\\1　", text) if "\n" in text else text
 
 
-def _compact_tool(fn: dict) -> str:
-    """'name(arg: type = default, ...)：description' - a tool in a few dozen characters."""
+def _compact_tool(fn: dict, brief: bool = False) -> str:
+    """'name(arg?: type, ...)：description' - a tool in a few dozen characters; brief: 'name(arg, ...)'."""
     params = fn.get("parameters", {}) or {}
     required = set(params.get("required", []))
     args = []
     for name, spec in (params.get("properties") or {}).items():
+        if brief:
+            args.append(name)
+            continue
         types = [spec.get("type")] if spec.get("type") else [o.get("type") for o in spec.get("anyOf", [])]
         kind = "/".join(t for t in types if t and t != "null") or "any"
         args.append(name + ("" if name in required else "?") + f": {kind}")
-    return f"{fn.get('name')}({', '.join(args)})：{fn.get('description', '')}"
+    signature = f"{fn.get('name')}({', '.join(args)})"
+    return signature if brief else f"{signature}：{fn.get('description', '')}"
 
 
 def render_tools(tools: Sequence[dict], tool_format: str = "json") -> str:
-    """The bound tools for the instruction: 'json' (one JSON schema per line, for real LLMs) or
-    'compact' (one signature line per tool, for the small embedded model's context window)."""
+    """The bound tools for the instruction: 'json' (one JSON schema per line, for real LLMs),
+    'compact' (one signature line per tool, for the small embedded model's context window) or 'brief'
+    (the signatures without types and descriptions: a controller fine-tuned on its traces learns what
+    each tool does from them, and the tool list costs a third of compact's tokens)."""
     if tool_format not in TOOL_FORMATS:
         raise ValueError(f"tool_format must be one of {TOOL_FORMATS}, got {tool_format!r}")
     lines = []
     for t in tools:
         fn = t.get("function", t)
-        if tool_format == "compact":
-            lines.append(_compact_tool(fn))
+        if tool_format in ("compact", "brief"):
+            lines.append(_compact_tool(fn, brief=tool_format == "brief"))
         else:
             lines.append(json.dumps({"name": fn.get("name"), "description": fn.get("description", ""),
                                      "parameters": fn.get("parameters", {})}, ensure_ascii=False))
@@ -183,7 +189,7 @@ class PresalesChatModel(BaseChatModel):
 
     llm: Any = Field(exclude=True)  # an llm.inference.LLM
     max_new_tokens: int = 128
-    tool_format: str = "json"  # how bound tools are shown: json | compact (see render_tools)
+    tool_format: str = "json"  # how bound tools are shown: json | compact | brief (see render_tools)
     # False: the caller reads only tool calls (graph 1 when the instruction-tuned LLM writes the replies),
     # so with tools bound a generation ends as soon as it does not open with a tool call
     reply_text: bool = True

@@ -65,5 +65,5 @@ def agent_run(tiny_corpus_dir, tmp_path_factory) -> Path:
     assert train_controller(["--data", str(tiny_corpus_dir), "--out", str(run / "controller"), "--base-model",
                              str(run / "llm"), "--max-train-samples", "48", "--max-valid-samples", "8",
                              "--max-test-decisions", "8", "--batch-size", "8", "--lr", "0.005",
-                             "--progress", "false"]) == 0
+                             "--tool-format", "brief", "--progress", "false"]) == 0
     return run

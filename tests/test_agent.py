@@ -390,6 +390,11 @@ def test_controller_run_reports_its_figures(agent_run, corpus):
     log = [json.loads(line) for line in (agent_run / "controller" / "log.jsonl").read_text("utf-8").splitlines()]
     trained = [r for r in log if r.get("epoch") == 1][0]
     assert trained["last_batch_loss"] < trained["first_batch_loss"]
+    # the tools as it saw them in training are how graph 1 shows them to it
+    from llm.chat_model import PresalesChatModel
+
+    assert metrics["tool_format"] == "brief"
+    assert PresalesChatModel.from_path(str(agent_run / "controller" / "merged")).tool_format == "brief"
 
 
 def test_controller_figures_show_a_controller_that_never_reads_the_message(corpus):

@@ -181,6 +181,21 @@ def test_bad_data_dir_and_bad_config_are_clear_errors(tmp_path, capsys):
     assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "huge"]) == 2
     assert "unknown CRS preset" in capsys.readouterr().err
     assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run2"), "--resume"]) == 2
+    assert train_main(["--data", str(tmp_path), "--out", str(tmp_path / "run3"), "--repeat-respond", "0"]) == 2
+    assert "--repeat-respond must be 1 or more" in capsys.readouterr().err and not (tmp_path / "run3").exists()
+
+
+def test_repeat_respond_trains_each_reply_n_times_per_stage_2_epoch():
+    from types import SimpleNamespace
+
+    from training.crs import CRSTrainArgs, count_batches, epoch_feats
+
+    feats = [SimpleNamespace(task=t) for t in ["respond"] * 5 + ["understand"] * 3 + ["recommend"] * 4]
+    twice = epoch_feats(feats, {"respond", "understand", "recommend"}, 2)
+    assert [f.task for f in twice].count("respond") == 10 and len(twice) == 17
+    assert epoch_feats(feats, {"recommend", "understand"}, 2) == feats[5:]  # stage 1 has no replies
+    args = CRSTrainArgs(data="d", out="o", batch_size=4, rec_batch_size=4, repeat_respond=2)
+    assert count_batches(feats, args, {"respond", "understand", "recommend"}) == 3 + 1 + 1  # the schedule's steps
 
 
 def test_resume_continues_from_the_checkpoint(tiny_corpus_dir, tiny_corpus, tmp_path, capsys):

@@ -53,6 +53,22 @@ def test_prompt_renders_tools_and_tool_results():
     assert prompt.index("用户：有面霜吗") < prompt.index("<tool_response")
 
 
+def test_tool_formats_from_json_schemas_to_bare_signatures():
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from llm.chat_model import render_tools
+
+    tools = [convert_to_openai_tool(search_items)]
+    json_, compact, brief = (render_tools(tools, f) for f in ("json", "compact", "brief"))
+    assert '"description": "Search the catalog' in json_
+    assert "search_items(query: string, limit?: integer)：Search the catalog" in compact
+    assert "search_items(query, limit)\n" in brief and "Search" not in brief and "integer" not in brief
+    assert len(brief) < len(compact) < len(json_)
+    assert all("<tool_call>" in text for text in (json_, compact, brief))  # the protocol stays in every format
+    with pytest.raises(ValueError, match="tool_format must be one of"):
+        render_tools(tools, "short")
+
+
 def test_parsed_calls_run_in_a_real_toolnode():
     p = parse_tool_calls('查一下<tool_call>{"name": "search_items", "arguments": {"query": "面霜", "limit": 2}}'
                          '</tool_call>', ["search_items"])

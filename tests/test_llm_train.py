@@ -125,6 +125,7 @@ def test_full_fine_tuning_saves_a_whole_model_that_answers_and_resumes(base_run,
 
 def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model(base_run, tiny_corpus_dir,
                                                                                  tmp_path):
+    """And --max-train-recommend keeps fewer recommendation samples."""
     common = ["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
               str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0", "--max-test-samples",
               "1", "--predict-splits"]
@@ -141,6 +142,12 @@ def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model
     assert saved["prompt"]["context_turns"] == {"understand": 1}  # inference builds the same prompts
     with pytest.raises(PresalesError, match="--repeat-elicit 0"):
         train_llm.main([*common, "--out", str(tmp_path / "bad"), "--repeat-elicit", "0"])
+    # --max-train-recommend: fewer recommendation samples, every other sample kept
+    assert train_llm.main([*common, "--out", str(tmp_path / "cap"), "--max-train-recommend", "2"]) == 0
+    capped = json.loads((tmp_path / "cap" / "data_stats.json").read_text())["train"]
+    assert counts[1]["recommend"] > 2 and capped == {**counts[1], "recommend": 2}
+    with pytest.raises(PresalesError, match="--max-train-recommend: must not be negative"):
+        train_llm.main([*common, "--out", str(tmp_path / "bad"), "--max-train-recommend", "-1"])
 
 
 def test_short_lora_run_lowers_the_loss(corpus, base_run):

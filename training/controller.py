@@ -172,7 +172,9 @@ class ControllerTrainArgs:
     base_model: str = field(default="runs/default/llm", metadata={"help": "the instruction-tuned LLM run (or any "
                                                                            "local HF causal-LM directory)"})
     tool_format: str = field(default="compact", metadata={"help": "how tools are shown: compact (one line each, for "
-                                                                   "small context windows) | json (JSON schemas)"})
+                                                                   "small context windows) | brief (names and "
+                                                                   "arguments only, for a model that learns them from "
+                                                                   "its traces) | json (JSON schemas)"})
     max_length: int = field(default=0, metadata={"help": "tokens of prompt + answer (0: the base LLM's setting)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains)"})
     lora_alpha: int = 32
@@ -196,8 +198,10 @@ class ControllerTrainArgs:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(ControllerTrainArgs, argv, prog="presales train controller")
-    if args.tool_format not in ("compact", "json"):
-        raise PresalesError(f"--tool-format must be compact or json, got {args.tool_format!r}")
+    from llm.chat_model import TOOL_FORMATS
+
+    if args.tool_format not in TOOL_FORMATS:
+        raise PresalesError(f"--tool-format must be one of {', '.join(TOOL_FORMATS)}, got {args.tool_format!r}")
     if not 0 <= args.decide_share <= 1:
         raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
     if args.lora_r < 0:

@@ -129,6 +129,8 @@ class CRSTrainArgs:
                                                                        "kept whole; the history follows"})
     respond_context_turns: int | None = field(default=None, metadata={"help": "a reply's source shows only the latest "
                                                                          "turns (0: all)"})
+    repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 epoch (the "
+                                                            "decoder needs more steps than the heads)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -223,11 +225,15 @@ def stage_tasks(model: UnifiedCRS, stage: int) -> set[str]:
                                                                               "respond"}
 
 
+def epoch_feats(feats: list[Features], tasks: set[str], repeat_respond: int) -> list[Features]:
+    """The samples an epoch trains on: those of its tasks, each reply `repeat_respond` times."""
+    return [f for f in feats if f.task in tasks for _ in range(repeat_respond if f.task == "respond" else 1)]
+
+
 def count_batches(feats: list[Features], args: CRSTrainArgs, tasks: set[str]) -> int:
     by_task: dict[str, int] = {}
-    for f in feats:
-        if f.task in tasks:
-            by_task[f.task] = by_task.get(f.task, 0) + 1
+    for f in epoch_feats(feats, tasks, args.repeat_respond):
+        by_task[f.task] = by_task.get(f.task, 0) + 1
     return sum(math.ceil(c / (args.rec_batch_size if t == "recommend" else args.batch_size))
                for t, c in by_task.items())
 
@@ -366,8 +372,7 @@ class Trainer:
     # -------------------------------------------------------------------------------- epochs
     def train_epoch(self, epoch: int, stage: int, rng: random.Random) -> dict:
         args = self.args
-        tasks = stage_tasks(self.model, stage)
-        feats = [f for f in self.train_feats if f.task in tasks]
+        feats = epoch_feats(self.train_feats, stage_tasks(self.model, stage), args.repeat_respond)
         rec = [f for f in feats if f.task == "recommend"]
         gen = [f for f in feats if f.task != "recommend"]
         plan = list(batches(rec, args.rec_batch_size, True, rng)) + list(batches(gen, args.batch_size, True, rng))
@@ -617,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
         model_config(args)  # a bad preset / value fails before anything is loaded
         if args.context not in CONTEXTS:
             raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
+        if args.repeat_respond < 1:
+            raise PresalesError(f"--repeat-respond must be 1 or more (each reply once per epoch at least), "
+                                f"got {args.repeat_respond}")
         t0 = time.time()
         dist = distributed.setup(args.device)  # one process, or data-parallel under torchrun
         trainer = Trainer(args)

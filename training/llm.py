@@ -82,6 +82,9 @@ class LLMTrainArgs:
     context_turns_elicit: int | None = None
     context_turns_recommend: int | None = None
     context_turns_respond: int | None = None
+    max_train_recommend: int = field(default=0, metadata={"help": "train on at most N recommendation samples (a "
+                                                                  "seeded subset; 0: all): their prompts list 20 "
+                                                                  "candidates and are the longest by far"})
     repeat_understand: int = field(default=1, metadata={"help": "each understanding example appears N times per "
                                                                 "epoch (copying spans needs more passes than the "
                                                                 "other tasks)"})
@@ -212,6 +215,13 @@ def limit(samples: list, n: int, seed: int) -> list:
     return [samples[i] for i in keep]
 
 
+def limit_task(samples: list, task: str, n: int, seed: int) -> list:
+    """`samples` with at most n of `task` (a seeded subset), the others all kept, in their order."""
+    of_task = [i for i, s in enumerate(samples) if s.task == task]
+    dropped = set(of_task) - set(of_task[i] for i in limit(list(range(len(of_task))), n, seed))
+    return [s for i, s in enumerate(samples) if i not in dropped]
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(LLMTrainArgs, argv, prog="presales train llm")
@@ -267,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PresalesError(f"{args.crs_predictions}: none of its keys match a train sample of {args.data}")
         train_pool = hinted
     train_samples = limit(train_pool, args.max_train_samples, args.seed)
+    if args.max_train_recommend > 0:
+        train_samples = limit_task(train_samples, "recommend", args.max_train_recommend, args.seed)
     if not train_samples:
         raise PresalesError(f"{args.data}: no training samples for tasks {args.tasks}")
     crs_stats: dict = {}
