@@ -172,7 +172,9 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
     keep = (settings.context_turns or {}).get(sample.task)
     if keep is not None and keep >= 0 and len(sample.context) > keep:
         sample = dataclasses.replace(sample, context=sample.context[len(sample.context) - keep:])
-    caps: list[int | None] = [settings.item_relations]
+    # item_relations caps a recommendation's candidates; a reply's items show all their knowledge, which the
+    # reply reads its facts from (capped at 2, the embedded LLM stated values true of the item 0.29 of the time)
+    caps: list[int | None] = [settings.item_relations if sample.task == "recommend" else None]
     if sample.task == "recommend":
         caps += [c for c in RELATION_CAPS if settings.item_relations is None or c < settings.item_relations]
     record = None
@@ -180,7 +182,7 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
         view = _CappedItems(items, cap, needed_relations(sample)) if cap is not None else items
         record = llm_record(sample, view, crs_prediction)
         if _fits(tokenizer, record, settings.template, budget):
-            note = None if cap == settings.item_relations else f"capped items at {cap} relations"
+            note = None if cap == caps[0] else f"capped items at {cap} relations"
             return record, note
         if sample.task == "recommend" and cap != caps[-1] and (cap is None or cap > DROP_TURNS_AT_CAP):
             continue  # the dialogue holds the needs: shrink the candidates' knowledge first
@@ -197,7 +199,7 @@ def fit_record(sample: TaskSample, items: Mapping[str, Item], tokenizer, setting
                     lo = mid + 1
             record = llm_record(dataclasses.replace(sample, context=sample.context[lo:]), view, crs_prediction)
             note = f"dropped {lo} of {n} oldest turns"
-            if cap != settings.item_relations:
+            if cap != caps[0]:
                 note = f"capped items at {cap} relations, {note}"
             return record, note
         record = shortest

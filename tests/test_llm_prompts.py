@@ -110,6 +110,19 @@ def test_recommend_keeps_all_candidates(corpus, tok):
     assert record["output"] in letters(20)
 
 
+def test_item_relations_caps_the_candidates_but_a_reply_sees_all_of_its_items_knowledge(corpus, tok):
+    from uneed.corpus import CATEGORY_RELATION
+
+    settings = PromptSettings(item_relations=1)
+    rich = lambda i: sum(r != CATEGORY_RELATION for r in corpus.items[i].knowledge) >= 4 if i in corpus.items else False
+    reply = next(s for s in build_samples(corpus, "train", ["respond"]) if s.items and rich(s.items[0]))
+    record, note = fit_record(reply, corpus.items, tok, settings)
+    assert note is None and corpus.items[reply.items[0]].text() in record["input"]
+    rec = next(s for s in build_samples(corpus, "train", ["recommend"]) if s.candidates and rich(s.candidates[0]))
+    record, _ = fit_record(rec, corpus.items, tok, settings)
+    assert corpus.items[rec.candidates[0]].text() not in record["input"]  # one relation (and the category) each
+
+
 def test_popularity_letters_the_candidates_of_the_whole_dialogue(corpus, tok):
     """With candidate popularity in the settings, A is the popularity baseline's choice: the most popular
     candidate, the items the dialogue recommended before last, whatever context the prompt keeps; the
