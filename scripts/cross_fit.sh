@@ -6,7 +6,8 @@
 # other folds' dialogues and predict fold i's train samples; the receivers then train on those predictions
 # (only for the train samples the main job's receivers had partner predictions for, so both variants see
 # the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
-# Time: K LLM and K CRS trainings plus two receivers, about 90 minutes on 2 CPU cores for the default profile.
+# Time: K LLM and K CRS trainings plus two receivers; on 2 CPU cores for the default profile about 90 minutes
+# with the configs of 2026-11-27 (README: what it measured since).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/profile.sh
@@ -56,8 +57,9 @@ done_ "$OUT/crs-llm-xfit" || presales train crs --data "$DATA" --out "$OUT/crs-l
     --llm-predictions "$XFIT/llm_oof.jsonl" --predict-splits test
 
 step "CRS assisting LLM, cross-fitted → $OUT/llm-crs-xfit"
+llm_crs_start "$OUT"  # as the main job's CRS-assisted LLM starts (scripts/profile.sh)
 done_ "$OUT/llm-crs-xfit" || presales train llm --data "$DATA" --out "$OUT/llm-crs-xfit" \
-    --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --crs-predictions "$XFIT/crs_oof.jsonl" \
+    --config "configs/llm_lora$SUFFIX.yaml" "${LLM_CRS_START[@]}" --crs-predictions "$XFIT/crs_oof.jsonl" \
     --predict-splits test
 
 step "the paper's tables, in-sample and cross-fitted → $OUT/tables.md"

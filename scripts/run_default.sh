@@ -63,15 +63,10 @@ train_crs_llm() {
 train_llm_crs() {
   step "CRS assisting LLM (section 3.4) → $OUT/llm-crs"
   combine "$OUT/crs"
-  # Where the LLM trained every weight (the default profile: $OUT/llm/model is a whole model), the CRS-assisted
-  # LLM continues from it for half an epoch with the CRS's answers in its inputs: 8 minutes on 2 cores, against
-  # 21 for the same from the pre-trained base, and better on every task but recommendation (README). A LoRA
-  # LLM (tiny, gpu) leaves an adapter, not a base: there it trains its own adapter from the base, as the paper does.
-  local start=("--base-model" "$OUT/llm-base")
-  [ ! -f "$OUT/llm/model/config.json" ] || start=("--base-model" "$OUT/llm" "--epochs" 1 "--lr" 0.0005 "--max-train-samples" 5000 "--max-minutes" 6)
+  llm_crs_start "$OUT"  # from the tuned LLM or from the base (scripts/profile.sh)
   # only its test split is predicted (the tables): nothing downstream reads its valid predictions
   done_ "$OUT/llm-crs" || presales train llm --data "$DATA" --out "$OUT/llm-crs" --config "configs/llm_lora$SUFFIX.yaml" \
-      "${start[@]}" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
+      "${LLM_CRS_START[@]}" --crs-predictions "$OUT/crs/predictions_all.jsonl" --predict-splits test
 }
 train_controller() {
   step "LLM as the controller of graph 1 → $OUT/controller"
