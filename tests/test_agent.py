@@ -430,7 +430,7 @@ def test_controller_figures_show_a_controller_that_never_reads_the_message(corpu
 def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_dir, tmp_path):
     """--lora-r 0 (the embedded default): no adapter, every weight of the LLM trains (the embeddings too,
     which LoRA on all-linear never touches), and the valid loss falls further than the LoRA controller's
-    of the agent run (the same samples, steps and learning rate)."""
+    of the agent run (the same samples, prompts, steps and learning rate)."""
     import torch
 
     from llm.inference import LLM
@@ -440,7 +440,7 @@ def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_
     assert train_controller(["--data", str(tiny_corpus_dir), "--out", str(out), "--base-model", str(agent_run / "llm"),
                              "--lora-r", "0", "--max-train-samples", "48", "--max-valid-samples", "8",
                              "--max-test-decisions", "8", "--batch-size", "8", "--lr", "0.005",
-                             "--progress", "false"]) == 0
+                             "--tool-format", "brief", "--progress", "false"]) == 0
 
     def valid_losses(run):
         log = [json.loads(line) for line in (run / "log.jsonl").read_text("utf-8").splitlines()]
