@@ -6,8 +6,8 @@
 # other folds' dialogues and predict fold i's train samples; the receivers then train on those predictions
 # (only for the train samples the main job's receivers had partner predictions for, so both variants see
 # the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
-# Time: K LLM and K CRS trainings plus two receivers; on 2 CPU cores for the default profile about 90 minutes
-# with the configs of 2026-11-27 (README: what it measured since).
+# Time: K LLM and K CRS trainings plus two receivers: 58 minutes on 2 CPU cores for the default profile
+# (2026-11-28, partly beside other work; README, cross-fitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/profile.sh

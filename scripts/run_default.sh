@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, end to end on CPU (about an hour on 2 cores):
+# The main job on the embedded default, end to end on CPU (45 minutes on 2 cores):
 #   corpus → CRS → LLM pre-training → LLM instruction tuning → both collaborations → controller
 #   → the paper's tables → replay of the test split and simulated shoppers through both graphs
 # and an agent run directory that `presales chat --run runs/default` loads.
