@@ -217,9 +217,8 @@ def limit(samples: list, n: int, seed: int) -> list:
 
 def limit_task(samples: list, task: str, n: int, seed: int) -> list:
     """`samples` with at most n of `task` (a seeded subset), the others all kept, in their order."""
-    of_task = [i for i, s in enumerate(samples) if s.task == task]
-    dropped = set(of_task) - set(of_task[i] for i in limit(list(range(len(of_task))), n, seed))
-    return [s for i, s in enumerate(samples) if i not in dropped]
+    kept = set(limit([i for i, s in enumerate(samples) if s.task == task], n, seed))
+    return [s for i, s in enumerate(samples) if s.task != task or i in kept]
 
 
 # ------------------------------------------------------------------------------------ main
