@@ -3,8 +3,8 @@
 Each user block (consecutive user turns, one message) is answered the way the staff did:
 
     AI: extract_needs()                      → Tool: the block's gold tags
-    staff asked (系统提问 with an attribute)  → AI: select_attribute_to_ask(attribute=gold)
-                                               → Tool: the attribute and the values the staff listed
+    staff asked (系统提问 with an attribute)  → AI: select_attribute_to_ask() (the CRS chooses)
+                                               → Tool: the staff's attribute and the values they listed
                                                → AI: the staff question
     staff recommended (系统推荐)             → AI: recommend_items(k=3) → Tool: the gold item first
                                                → AI: lookup_item(rank=1) → Tool: its knowledge
@@ -125,7 +125,10 @@ def dialogue_trace(d: Dialogue, items: Mapping[str, Item], behaviours: list[str]
             keys = list(dict.fromkeys(a.key for t in asks for a in t.attributes))
             values = [a.value for t in asks for a in t.attributes if a.key == keys[0] and a.value]
             n += 1
-            call = _call("select_attribute_to_ask", {"attribute": keys[0]}, n)
+            # no argument: the CRS's elicitation chooses the attribute (at run time its choice is the tool
+            # result; here the staff's). A controller naming the attribute itself chose right 0.174 of the time
+            # in the replay of 2026-11-28 05:14, the CRS's first suggestion in the same turns 0.266.
+            call = _call("select_attribute_to_ask", {}, n)
             yield emit(AIMessage("", tool_calls=[call]), "decide", decision=ASK, attributes=keys)
             answer(call, format_attribute_choice(keys[0], values, keys))
             reply = " ".join(t.send_content for t in asks)

@@ -348,10 +348,14 @@ def test_controller_traces_follow_the_act_tags(corpus):
     for s in decisions:
         [call] = s.target.tool_calls
         if s.decision == ASK:
-            assert call["name"] == "select_attribute_to_ask" and call["args"]["attribute"] in s.attributes
+            # no argument: the CRS chooses the attribute, and the tool's answer names the staff's
+            assert call["name"] == "select_attribute_to_ask" and call["args"] == {} and s.attributes
         else:
             assert call["name"] == "recommend_items"
         assert s.messages[0].type == "system" and isinstance(s.messages[-1], ToolMessage)
+    asked_replies = [s for s in steps if s.kind == "reply" and s.decision == ASK]
+    assert asked_replies and all(isinstance(s.messages[-1], ToolMessage) and s.messages[-1].content.startswith("询问属性：")
+                                 for s in asked_replies)
     # a recommendation the staff sent as a bare link gives no reply target (no stock sentence to learn)
     replies = [s.target.content for s in steps if s.kind == "reply"]
     assert replies and all(r.strip() and r != DEFAULT_RECOMMEND_REPLY for r in replies)
@@ -425,6 +429,12 @@ def test_controller_figures_show_a_controller_that_never_reads_the_message(corpu
     gold_recommends = sum(c for k, c in recommender["controller"]["confusion"].items() if k.startswith("recommend->"))
     assert recommender["controller"]["decision_accuracy"] == pytest.approx(gold_recommends / 8)
     assert reader["controller"]["decision_accuracy"] == 0.0  # it never decides
+    # asking without naming an attribute leaves it to the CRS (as the traces do); naming one is scored
+    asker = evaluate_controller(Scripted(format_tool_call("select_attribute_to_ask", {})), corpus, "compact", 8)
+    ours, majority = asker["controller"], asker["majority_baseline"]
+    assert ours["ask_n"] > 0 and ours["attribute_left_to_crs"] == 1.0 and ours["attribute_accuracy"] == 0.0
+    assert majority["attribute_left_to_crs"] == 0.0
+    assert recommender["controller"]["attribute_left_to_crs"] == 0.0  # it never asks
 
 
 def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_dir, tmp_path):

@@ -125,7 +125,8 @@ def test_full_fine_tuning_saves_a_whole_model_that_answers_and_resumes(base_run,
 
 def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model(base_run, tiny_corpus_dir,
                                                                                  tmp_path):
-    """And --max-train-recommend keeps fewer recommendation samples."""
+    """And --repeat-ask-replies repeats the questions among the replies; --max-train-recommend keeps fewer
+    recommendation samples."""
     common = ["--data", str(tiny_corpus_dir), "--base-model", str(base_run), "--config",
               str(CONFIGS / "llm_lora_tiny.yaml"), "--max-steps", "1", "--val-generate", "0", "--max-test-samples",
               "1", "--predict-splits"]
@@ -142,6 +143,14 @@ def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model
     assert saved["prompt"]["context_turns"] == {"understand": 1}  # inference builds the same prompts
     with pytest.raises(PresalesError, match="--repeat-elicit 0"):
         train_llm.main([*common, "--out", str(tmp_path / "bad"), "--repeat-elicit", "0"])
+    # --repeat-ask-replies: the replies that ask for an attribute, and only they, appear N times
+    assert train_llm.main([*common, "--out", str(tmp_path / "asks"), "--repeat-ask-replies", "2"]) == 0
+    asks = json.loads((tmp_path / "asks" / "data_stats.json").read_text())["train"]
+    assert 0 < counts[1]["respond_asks"] < counts[1]["respond"]
+    assert asks == {**counts[1], "respond_asks": 2 * counts[1]["respond_asks"],
+                    "respond": counts[1]["respond"] + counts[1]["respond_asks"]}
+    with pytest.raises(PresalesError, match="--repeat-ask-replies 0"):
+        train_llm.main([*common, "--out", str(tmp_path / "bad"), "--repeat-ask-replies", "0"])
     # --max-train-recommend: fewer recommendation samples, every other sample kept
     assert train_llm.main([*common, "--out", str(tmp_path / "cap"), "--max-train-recommend", "2"]) == 0
     capped = json.loads((tmp_path / "cap" / "data_stats.json").read_text())["train"]
@@ -280,8 +289,9 @@ def test_a_crs_that_predicted_part_of_the_train_split_and_predictions_per_task(b
                            "--candidate-order", "data"]) == 0
     assert LLM.load(out).settings.candidate_popularity == {}
     stats = json.loads((out / "data_stats.json").read_text())
-    assert stats["train"] == {t: sum(s.task == t for s in hinted) for t in ("understand", "elicit", "recommend",
-                                                                             "respond")}
+    assert stats["train"] == {**{t: sum(s.task == t for s in hinted) for t in ("understand", "elicit", "recommend",
+                                                                                "respond")},
+                              "respond_asks": sum(s.task == "respond" and bool(s.asked) for s in hinted)}
     for split in ("valid", "test"):
         predicted = [json.loads(line)["key"] for line in (out / f"predictions_{split}.jsonl").read_text().splitlines()]
         assert sorted(predicted) == sorted(s.key for s in first_per_task(usable(split), 2)), split

@@ -58,12 +58,15 @@ class ControllerScores:
     n: int = 0
     decision_correct: int = 0
     ask_n: int = 0
-    attribute_correct: int = 0
+    attribute_correct: int = 0  # asks that named one of the staff's attributes
+    left_to_crs: int = 0  # asks (at gold asks) that named none: the CRS's elicitation chooses (the traces' way)
     confusion: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
+        share = (lambda k: k / self.ask_n if self.ask_n else 0.0)
         return {"n": self.n, "decision_accuracy": self.decision_correct / self.n if self.n else 0.0,
-                "ask_n": self.ask_n, "attribute_accuracy": self.attribute_correct / self.ask_n if self.ask_n else 0.0,
+                "ask_n": self.ask_n, "attribute_accuracy": share(self.attribute_correct),
+                "attribute_left_to_crs": share(self.left_to_crs),
                 "confusion": {f"{g}->{p}": c for (g, p), c in sorted(self.confusion.items())}}
 
 
@@ -76,6 +79,7 @@ def score(steps: Sequence[TraceStep], predictions: Sequence[tuple[str, str | Non
         if step.decision == ASK:
             out.ask_n += 1
             out.attribute_correct += attribute in step.attributes
+            out.left_to_crs += decision == ASK and attribute is None
     return out
 
 
@@ -299,7 +303,9 @@ def train_controller(args: ControllerTrainArgs) -> int:
 
 def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: int = 0, seed: int = 42,
                         batch_size: int = 16) -> dict:
-    """Ask-vs-recommend and attribute accuracy on the test split's decision points, beside the majority;
+    """Ask-vs-recommend accuracy on the test split's decision points, beside the majority, and at the asks
+    how often the controller left the attribute to the CRS (as the traces do: the choice is then the CRS's,
+    scored end to end by the replay's ask F1) or named a right one itself;
     and at the opening of each user turn (the 'extract' steps), the share where the controller's first
     call reads the new message (extract_needs), as the traces do: a controller that skips it decides on
     needs it never read, which the decision points (gold extract results in the prompt) do not show."""
@@ -317,10 +323,11 @@ def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: i
     ours["turn_opening_n"] = len(openings)
     ours["turn_opening_extract"] = reads / len(openings) if openings else 0.0
     majority = majority_baseline(corpus_traces(corpus, "train", seed), decisions).as_dict()
-    log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f), attribute accuracy "
-             "%.3f (majority %.3f); first call extract_needs at %.3f of %d turn openings", ours["n"],
-             ours["decision_accuracy"], majority["decision_accuracy"], ours["attribute_accuracy"],
-             majority["attribute_accuracy"], ours["turn_opening_extract"], len(openings))
+    log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f); at %d asks it left the "
+             "attribute to the CRS %.3f of the time, named a right one %.3f (majority %.3f); first call extract_needs "
+             "at %.3f of %d turn openings", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
+             ours["ask_n"], ours["attribute_left_to_crs"], ours["attribute_accuracy"], majority["attribute_accuracy"],
+             ours["turn_opening_extract"], len(openings))
     return {"controller": ours, "majority_baseline": majority, "tool_format": tool_format}
 
 

@@ -91,6 +91,10 @@ class LLMTrainArgs:
     repeat_elicit: int = 1
     repeat_recommend: int = 1
     repeat_respond: int = 1
+    repeat_ask_replies: int = field(default=1, metadata={"help": "each reply that asks for an attribute (the staff's "
+                                                                 "系统提问) appears N times per epoch, times "
+                                                                 "--repeat-respond: once, the LLM's questions asked for "
+                                                                 "the brand whatever attribute the prompt named"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains: the "
                                                       "right setup for the few-million-parameter embedded base)"})
     lora_alpha: int = 32
@@ -175,6 +179,7 @@ def build_examples(samples, items, tokenizer, settings, crs: Mapping[str, object
         ex = encode_example(render_prompt(record, settings.template), record["output"], tokenizer,
                             settings.new_tokens(s.task))
         ex["task"] = s.task
+        ex["asks"] = s.task == "respond" and bool(s.asked)  # a question (what --repeat-ask-replies repeats)
         examples.append(ex)
     return examples, cut
 
@@ -238,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise PresalesError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
     repeats = {t: getattr(args, f"repeat_{t}") for t in ALL_TASKS}
     bad = [f"--repeat-{t} {n}" for t, n in repeats.items() if n < 1]
+    bad += [f"--repeat-ask-replies {args.repeat_ask_replies}"] if args.repeat_ask_replies < 1 else []
     if bad:
         raise PresalesError(f"{', '.join(bad)}: each example appears at least once per epoch (N >= 1)")
     if args.candidate_order not in ("popularity", "data"):
@@ -296,11 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     train_ex, cut = build_examples(train_samples, corpus.items, tokenizer, settings, crs["train"])
-    train_ex = [e for e in train_ex for _ in range(repeats[e["task"]])]
+    train_ex = [e for e in train_ex for _ in range(repeats[e["task"]] * (args.repeat_ask_replies if e["asks"] else 1))]
     valid_samples = limit(splits["valid"], args.max_valid_samples, args.seed)
     valid_ex, vcut = build_examples(valid_samples, corpus.items, tokenizer, settings, crs["valid"])
     lengths = [len(e["input_ids"]) for e in train_ex]
     counts = {t: sum(e["task"] == t for e in train_ex) for t in args.tasks}
+    if "respond" in counts:
+        counts["respond_asks"] = sum(e["asks"] for e in train_ex)
     log.info("train: %d examples %s, mean %.0f / max %d tokens, %d cut to fit %d; valid: %d examples (%d cut)",
              len(train_ex), counts, sum(lengths) / len(lengths), max(lengths), cut, settings.max_length,
              len(valid_ex), vcut)
