@@ -184,6 +184,7 @@ def run_point(assistant: Any, point: ReplayPoint, thread_id: str) -> dict:
 def catalog_ranks(crs: Any, runs: list[tuple[ReplayPoint, dict]]) -> list[int | None]:
     """Rank of the staff's item over the whole catalog, from each thread's state after the turn was
     understood (the staff reply of the graph left out), by the CRS the graph recommends with."""
+    from tools.crs_tools import named_leaves
     from tools.dialogue import need_pairs, utterances
 
     contexts, needs, behaviours, exclude, llm_items = [], [], [], [], []
@@ -200,7 +201,8 @@ def catalog_ranks(crs: Any, runs: list[tuple[ReplayPoint, dict]]) -> list[int | 
         return []
     ranked = crs.recommend(contexts, needs, behaviours, k=CATALOG_K, exclude=exclude,
                            llm_items=llm_items if any(llm_items) else None,
-                           domains=[point.domain for point, _run in runs])  # as the graphs recommend
+                           domains=[point.domain for point, _run in runs],  # as the graphs recommend
+                           leaves=[named_leaves(run["state"]) for _point, run in runs])
     out = []
     for (point, _run), items in zip(runs, ranked):
         ids = [s.item_id for s in items]

@@ -110,3 +110,42 @@ def test_both_graphs_recommend_within_the_conversation_category(agent_run, kind)
         recommended = assistant.state(thread)["recommended"]
         assert recommended, (kind, category)
         assert {domains.get(i) for i in recommended} == {category}, (kind, category, recommended)
+
+
+def test_recommendations_keep_to_the_kind_of_item_the_shopper_named(crs, tiny_corpus_dir):
+    """leaves=[names]: no items of a leaf category other than the named ones (equal, or one contains the
+    other, two characters or more); items of no known leaf stay; a kind the catalog lacks leaves the
+    ranking as it was; the tools and the CRS policy read the names off the thread's 品类 needs."""
+    from agent.crs_policy import CRSPolicy
+    from tools.crs_tools import make_crs_tools, recommend_scope
+    from uneed.tasks import Utterance
+
+    ids = list(crs.catalog.ids)
+    leaves = {i: ("电热水器" if n % 3 == 0 else "冰箱" if n % 3 == 1 else "") for n, i in enumerate(ids)}
+    crs.set_item_leaves(leaves)
+    try:
+        ctx = [Utterance("用户", "想买一款", "")]
+        everything = [s.item_id for s in crs.recommend([ctx], k=len(ids))[0]]
+        heaters = crs.recommend([ctx], k=len(ids), leaves=[["热水器"]])[0]  # contained in 电热水器
+        # the named kind and the items of no known kind, never another kind
+        assert sorted(s.item_id for s in heaters) == sorted(i for i in ids if leaves[i] in ("电热水器", ""))
+        assert any(leaves[s.item_id] == "电热水器" for s in heaters)
+        assert all(a.score >= b.score - 1e-5 for a, b in zip(heaters, heaters[1:]))
+        fridges_of_a = crs.recommend([ctx], k=len(ids), domains=[A], leaves=[["冰箱"]])[0]
+        assert fridges_of_a and {crs.item_domains[s.item_id] for s in fridges_of_a} == {A}
+        assert {leaves[s.item_id] for s in fridges_of_a} == {"冰箱", ""}
+        for names in (["空调"], ["冰"], []):  # unknown, one character, none
+            assert [s.item_id for s in crs.recommend([ctx], k=20, leaves=[names])[0]] == everything[:20]
+
+        corpus = load_corpus(tiny_corpus_dir)
+        state = {"category": A, "transcript": [turn_record("用户", "想买个热水器")], "rejected": [],
+                 "recommended": [], "behaviours": [], "needs": {"品类": ["热水器"], "价位": ["800左右"]}, "asked": []}
+        assert recommend_scope(state)["leaves"] == [["热水器"]]
+        tools = {t.name: t for t in make_crs_tools(crs, corpus.items)}
+        msg = tools["recommend_items"].invoke({"name": "recommend_items", "args": {"k": 10, "state": state},
+                                               "id": "c1", "type": "tool_call"})
+        assert msg.artifact["items"] and "冰箱" not in {leaves[r["item_id"]] for r in msg.artifact["items"]}
+        update = CRSPolicy(crs, corpus.items, PolicyConfig()).recommend(state)
+        assert update["recommended"] and leaves[update["recommended"][0]] != "冰箱"
+    finally:
+        crs.set_item_leaves({})

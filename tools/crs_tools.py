@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import InjectedState
 from pydantic import BaseModel, Field
 
-from uneed.corpus import RELATION_ALIASES, Item
+from uneed.corpus import LEAF_RELATION, RELATION_ALIASES, Item
 from uneed.schema import USER
 
 from .dialogue import latest_user_text, need_pairs, questions_asked, to_utterance, turn_record, utterances
@@ -95,9 +95,17 @@ def offered_values(attribute: str, item_ids: list[str], items: Mapping[str, Item
     return [v for v, _ in counts.most_common(MAX_OFFERED)]
 
 
+def named_leaves(state: Mapping) -> list[str]:
+    """The kinds of item the shopper named so far (the values of their 品类 needs, e.g. ['热水器'])."""
+    return [v for k, v in need_pairs(state) if v and RELATION_ALIASES.get(k, k) == LEAF_RELATION]
+
+
 def recommend_scope(state: Mapping) -> dict[str, list]:
-    """The thread's category (and seller, when known): recommendations stay within them (CRS.recommend)."""
-    return {"domains": [state.get("category") or None], "sellers": [state.get("seller") or None]}
+    """The thread's category (and seller, when known) and the kinds of item the shopper named:
+    recommendations stay within them (CRS.recommend). A CRS alone ranked a 冰箱 first for a shopper who
+    asked for a 热水器 (docs/shoppers.md of 2026-11-28 08:15)."""
+    return {"domains": [state.get("category") or None], "sellers": [state.get("seller") or None],
+            "leaves": [named_leaves(state)]}
 
 
 def make_crs_tools(crs: Any, items: Mapping[str, Item], attributes: set[str] | None = None,
