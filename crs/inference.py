@@ -521,7 +521,8 @@ class CRS:
         (used only by a CRS trained with LLM inputs).
         """
         self._check(contexts, ("needs", needs), ("behaviours", behaviours), ("candidates", candidates),
-                    ("exclude", exclude), ("llm_items", llm_items), ("domains", domains), ("sellers", sellers))
+                    ("exclude", exclude), ("llm_items", llm_items), ("domains", domains), ("sellers", sellers),
+                    ("leaves", leaves))
         allowed = self._allowed_rows(domains, len(contexts))
         if leaves is not None:
             allowed = [self._within_leaves(a, names) for a, names in zip(allowed, leaves)]

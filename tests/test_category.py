@@ -6,6 +6,7 @@ from agent.assistant import Assistant, memory_checkpointer
 from agent.policy import PolicyConfig
 from tools.dialogue import turn_record
 from uneed.corpus import Corpus, Item, load_corpus
+from uneed.errors import PresalesError
 
 A, B = "手机行业", "美妆行业"
 
@@ -136,6 +137,8 @@ def test_recommendations_keep_to_the_kind_of_item_the_shopper_named(crs, tiny_co
         assert {leaves[s.item_id] for s in fridges_of_a} == {"冰箱", ""}
         for names in (["空调"], ["冰"], []):  # unknown, one character, none
             assert [s.item_id for s in crs.recommend([ctx], k=20, leaves=[names])[0]] == everything[:20]
+        with pytest.raises(PresalesError, match="leaves has 2 entries for 1 contexts"):
+            crs.recommend([ctx], k=5, leaves=[["冰箱"], ["热水器"]])
 
         corpus = load_corpus(tiny_corpus_dir)
         state = {"category": A, "transcript": [turn_record("用户", "想买个热水器")], "rejected": [],
