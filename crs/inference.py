@@ -200,12 +200,12 @@ class CRS:
     def set_item_leaves(self, leaves: Mapping[str, str]) -> None:
         """Item id -> leaf category (叶子类目, e.g. 热水器), for recommendations kept to the kind of item the
         shopper named (`recommend`'s `leaves`); the agent sets them from the corpus (agent.assistant)."""
-        self.item_leaves = dict(leaves)
         self._leaf_rows: dict[str, set[int]] = {}
-        for item_id, leaf in self.item_leaves.items():
+        for item_id, leaf in leaves.items():
             row = self.catalog.row(item_id) if item_id in self.catalog else -1
             if row >= 0 and leaf:
                 self._leaf_rows.setdefault(leaf, set()).add(row)
+        self._rows_with_leaf = set().union(*self._leaf_rows.values())
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -582,7 +582,7 @@ class CRS:
                  if any(n == leaf or (min(len(n), len(leaf)) >= 2 and (n in leaf or leaf in n)) for n in wanted)}
         if not named:
             return allowed
-        other = set().union(*(rows for leaf, rows in self._leaf_rows.items() if leaf not in named))
+        other = self._rows_with_leaf - set().union(*(self._leaf_rows[leaf] for leaf in named))
         base = allowed if allowed is not None else set(range(len(self.catalog)))
         return base - other
 
