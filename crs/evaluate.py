@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
-from uneed.replies import evaluate_replies
+from uneed.replies import evaluate_replies, faithful_targets
 from uneed.schema import STAFF_ASK, USER
 from uneed.tasks import (TASKS, CRSExample, ReplyLayout, TaskSample, build_samples, crs_example, first_per_task,
                          parse_keys, parse_tags)
@@ -25,15 +25,21 @@ log = logging.getLogger(__name__)
 def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, object] | None = None,
                    tasks: Iterable[str] = TASKS, max_per_task: int | None = None,
                    items: Mapping[str, Item] | None = None, reply: ReplyLayout = ReplyLayout(),
-                   select: Callable[[TaskSample], bool] | None = None) -> tuple[list[TaskSample], list[CRSExample]]:
+                   select: Callable[[TaskSample], bool] | None = None,
+                   faithful_replies: bool = False) -> tuple[list[TaskSample], list[CRSExample]]:
     """Samples of a split and their CRS sequences (with the LLM's predictions when given); `select`
-    keeps some (e.g. one cross-fitting fold).
+    keeps some (e.g. one cross-fitting fold); `faithful_replies` cuts the clauses of the replies that
+    state values untrue of their items (uneed.replies.faithful_targets: for training targets).
 
     Recommendation samples without candidates are left out (they cannot be ranked)."""
     samples = [s for s in build_samples(corpus, split, tasks) if (s.task != "recommend" or s.candidates)
                and (select is None or select(s))]
     samples = first_per_task(samples, max_per_task)
     items = corpus.items if items is None else items
+    if faithful_replies:
+        samples, stats = faithful_targets(samples, items)
+        log.info("%s replies: %d of %d cut to the clauses true of their items (%d untrue values), %d left out",
+                 split, stats["cut"], stats["replies"], stats["untrue_values"], stats["dropped"])
     llm = llm_predictions or {}
     return samples, [crs_example(s, items, llm.get(s.key), reply) for s in samples]
 

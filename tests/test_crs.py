@@ -198,6 +198,23 @@ def test_repeat_respond_trains_each_reply_n_times_per_stage_2_epoch():
     assert count_batches(feats, args, {"respond", "understand", "recommend"}) == 3 + 1 + 1  # the schedule's steps
 
 
+def test_the_crs_trains_on_faithful_replies_unless_told_not_to(tiny_corpus):
+    """--faithful-replies (the default) cuts the clauses of the train replies that state values untrue of their
+    items (uneed.replies.faithful_targets); the other tasks' examples, and the replies without such a clause,
+    are the same either way."""
+    from crs.evaluate import split_examples
+    from training.crs import CRSTrainArgs
+
+    assert CRSTrainArgs(data="d", out="o").faithful_replies
+    _, plain = split_examples(tiny_corpus, "train")
+    _, faithful = split_examples(tiny_corpus, "train", faithful_replies=True)
+    plain_by_key = {ex.key: ex for ex in plain}
+    changed = [ex for ex in faithful if ex.target != plain_by_key[ex.key].target]
+    assert changed and all(ex.task == "respond" for ex in changed)
+    assert {ex.key for ex in faithful} <= set(plain_by_key)
+    assert all(len(ex.target) < len(plain_by_key[ex.key].target) for ex in changed)
+
+
 def test_resume_continues_from_the_checkpoint(tiny_corpus_dir, tiny_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--data", str(tiny_corpus_dir), "--out", str(out), "--max-train-samples", "40", "--rec-epochs", "1",

@@ -137,6 +137,10 @@ def test_repeat_gives_a_task_more_passes_and_context_turns_reach_the_saved_model
                                "--context-turns-understand", "1"]) == 0
         counts[n] = json.loads((out / "data_stats.json").read_text())["train"]
     assert counts[1]["understand"] > 0 and counts[3]["understand"] == 3 * counts[1]["understand"]
+    # the replies are trained on without their untrue clauses (uneed.replies.faithful_targets), counted
+    faithful = json.loads((tmp_path / "r1" / "data_stats.json").read_text())["faithful_replies"]
+    assert faithful["replies"] - faithful["dropped"] == counts[1]["respond"] > 0
+    assert faithful["cut"] + faithful["dropped"] <= faithful["replies"]
     assert {t: c for t, c in counts[3].items() if t != "understand"} == \
         {t: c for t, c in counts[1].items() if t != "understand"}
     saved = json.loads(next((tmp_path / "r3").glob("*/presales_llm.json")).read_text())

@@ -149,3 +149,44 @@ def test_reply_references_from_samples_and_items(tiny_corpus):
     copied = ["这款" + "，".join(v for rel, vs in tiny_corpus.items[s.items[0]].knowledge.items() for v in vs
                                 if rel != "一级类目") for s in with_items]
     assert evaluate_replies(with_items, copied, tiny_corpus.items, train)["all"]["knowledge-true"] == 1.0
+
+
+def test_faithful_reply_cuts_the_clauses_that_state_untrue_values_by_hand():
+    from uneed.metrics import ReplyReference
+    from uneed.replies import faithful_reply
+
+    ref = ReplyReference(item_values=frozenset({"6GB", "5000万", "绿色"}), has_items=True,
+                         known_values=frozenset({"6GB", "8GB", "5000万", "绿色", "流畅", "拍照"}))
+    reply = "这一款，6GB运行内存，玩游戏也流畅，5000万像素，拍照细节丰富；绿色很显气质"
+    assert faithful_reply(reply, ref) == "这一款，6GB运行内存，5000万像素；绿色很显气质"
+    assert faithful_reply("这款8GB运行内存，玩游戏也流畅", ref) == ""  # nothing true left
+    assert faithful_reply("这款6GB运行内存，绿色可选，8GB也有", ref) == "这款6GB运行内存，绿色可选"  # no comma left hanging
+    kept = "有问题随时找我"
+    assert faithful_reply(kept, ref) is kept
+    assert faithful_reply(reply, ReplyReference(known_values=ref.known_values)) == reply  # presents no item: no check
+
+
+def test_faithful_targets_leave_only_true_values_in_the_train_replies(tiny_corpus_dir):
+    from uneed.corpus import load_corpus
+    from uneed.metrics import untrue_values
+    from uneed.replies import faithful_targets, reply_references
+    from uneed.tasks import build_samples
+
+    corpus = load_corpus(tiny_corpus_dir)
+    samples = build_samples(corpus, "train")
+    before = reply_references(samples, corpus.items)
+    untrue = sum(len(untrue_values(str(s.target), r)) for s, r in zip(samples, before))
+    out, stats = faithful_targets(samples, corpus.items)
+    assert untrue > 0 and stats["untrue_values"] == untrue and stats["cut"] > 0
+    assert len(out) == len(samples) - stats["dropped"]
+    assert stats["replies"] == sum(s.task == "respond" for s in samples)
+    after = reply_references(out, corpus.items)
+    assert not any(untrue_values(str(s.target), r) for s, r in zip(out, after))
+    by_key = {s.key: s for s in samples}
+    for s in out:
+        old = by_key[s.key]
+        if s.target != old.target:  # only whole clauses go: what is left is shorter and made of the old words
+            assert s.task == "respond" and len(s.target) < len(old.target)
+            assert all(clause in old.target for clause in s.target.replace("；", "，").split("，"))
+        else:
+            assert s is old

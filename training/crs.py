@@ -131,6 +131,9 @@ class CRSTrainArgs:
                                                                          "turns (0: all)"})
     repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 epoch (the "
                                                             "decoder needs more steps than the heads)"})
+    faithful_replies: bool = field(default=True, metadata={"help": "train on the replies without their clauses that "
+                                                                  "state a value untrue of their items "
+                                                                  "(uneed.replies.faithful_targets)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     resume: bool = field(default=False, metadata={"help": "continue from RUN/checkpoint"})
@@ -267,7 +270,8 @@ class Trainer:
             raise PresalesError("--cross-fit: add train to --predict-splits (the held-out fold is what it is for)")
         self.train_samples, self.train_examples = split_examples(self.corpus, "train", self.llm,
                                                                  max_per_task=args.max_train_samples,
-                                                                 reply=layout, select=self._in_training)
+                                                                 reply=layout, select=self._in_training,
+                                                                 faithful_replies=args.faithful_replies)
         if self.cross_fit:
             log.info("cross-fitting fold %d of %d: training on %d train samples", *self.cross_fit,
                      len(self.train_samples))

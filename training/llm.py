@@ -95,6 +95,9 @@ class LLMTrainArgs:
                                                                  "系统提问) appears N times per epoch, times "
                                                                  "--repeat-respond: once, the LLM's questions asked for "
                                                                  "the brand whatever attribute the prompt named"})
+    faithful_replies: bool = field(default=True, metadata={"help": "train on the replies without their clauses that "
+                                                                  "state a value untrue of their items "
+                                                                  "(uneed.replies.faithful_targets)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains: the "
                                                       "right setup for the few-million-parameter embedded base)"})
     lora_alpha: int = 32
@@ -236,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm.inference import LLM
     from llm.model import count_parameters, load_base, resolve_base_dir, save_llm_config
     from uneed.corpus import load_corpus
+    from uneed.replies import faithful_targets
     from uneed.tasks import build_samples, parse_cross_fit, split_by_fold, write_predictions
 
     unknown = set(args.tasks) - set(ALL_TASKS)
@@ -286,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_samples = limit_task(train_samples, "recommend", args.max_train_recommend, args.seed)
     if not train_samples:
         raise PresalesError(f"{args.data}: no training samples for tasks {args.tasks}")
+    faithful = None
+    if args.faithful_replies:
+        train_samples, faithful = faithful_targets(train_samples, corpus.items)
+        log.info("train replies: %d of %d cut to the clauses true of their items (%d untrue values), %d left out",
+                 faithful["cut"], faithful["replies"], faithful["untrue_values"], faithful["dropped"])
     crs_stats: dict = {}
     crs = {s: attach_crs(splits[s] if s != "train" else train_samples + held_out, crs_all, s, crs_stats)
            for s in splits}
@@ -314,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              len(valid_ex), vcut)
     run.write_json("data_stats.json", {"train": counts, "train_cut": cut, "valid": len(valid_ex), "valid_cut": vcut,
                                        "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths),
-                                       "crs_predictions": crs_stats,
+                                       "crs_predictions": crs_stats, "faithful_replies": faithful,
                                        "cross_fit": {"fold": cross_fit[0], "folds": cross_fit[1],
                                                      "train_dialogues": sorted({x.sid for x in train_samples}),
                                                      "held_out": len(held_out)} if cross_fit else None})

@@ -193,12 +193,26 @@ def ask_names_attribute(pred: str, ref: ReplyReference) -> Ratio:
     return Ratio(float(named), 1.0)
 
 
+def judged(value: str, ref: ReplyReference) -> bool:
+    """Whether the items' knowledge can confirm or refute a known value (see ReplyReference)."""
+    return value not in ref.value_relations or bool(ref.value_relations[value] & ref.item_relations)
+
+
+def judged_values(reply: str, ref: ReplyReference) -> list[str]:
+    """The values a reply states that its items' knowledge can confirm or refute."""
+    return [v for v in stated_values(reply, ref.known_values) if judged(v, ref)]
+
+
+def untrue_values(reply: str, ref: ReplyReference) -> list[str]:
+    """The judged values of a reply that are not true of its items (knowledge-true's misses)."""
+    return [v for v in judged_values(reply, ref) if v not in ref.item_values] if ref.has_items else []
+
+
 @register("knowledge-true")
 def knowledge_true(pred: str, ref: ReplyReference) -> Ratio:
     if not ref.has_items:
         return NOT_APPLICABLE
-    stated = [v for v in stated_values(pred, ref.known_values)
-              if v not in ref.value_relations or ref.value_relations[v] & ref.item_relations]
+    stated = judged_values(pred, ref)
     return Ratio(float(sum(v in ref.item_values for v in stated)), float(len(stated)))
 
 

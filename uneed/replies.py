@@ -9,14 +9,21 @@ and the item knowledge alone (so the CRS and the LLM evaluations build the same 
                             key's question cues: character pairs that the staff's questions about
                             that key use in the train split, and nearly only those questions
                             ('预算' for 价位, '多大' for 年龄), so a paraphrased question counts
+
+Faithful training targets (`faithful_targets`): a staff reply that states a value its items' knowledge
+refutes ('玩游戏也流畅' for a phone whose knowledge has no 流畅) teaches a model to state it too. Such
+clauses are cut from the train split's replies before a model learns from them; the gold replies of
+the evaluated splits stay whole.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
 
 from .corpus import CATEGORY_RELATION, Item
-from .metrics import ReplyReference, evaluate
+from .metrics import ReplyReference, evaluate, untrue_values
 from .tasks.samples import TaskSample
 from .tasks.text import split_tag
 
@@ -113,3 +120,42 @@ def evaluate_replies(samples: Sequence[TaskSample], replies: Sequence[str], item
     pairs = [(s, r) for s, r in zip(samples, replies) if s.task == "respond"]
     refs = reply_references([s for s, _ in pairs], items, question_cues(train_samples) if train_samples else None)
     return evaluate("respond_checks", [r for _, r in pairs], refs, [s.domain for s, _ in pairs])
+
+
+_CLAUSE_END = re.compile(r"([，,。；;！!？?\n]+)")
+
+
+def faithful_reply(reply: str, ref: ReplyReference) -> str:
+    """The reply without its clauses (cut at punctuation) that state a value untrue of its items;
+    '' when no clause is left."""
+    if not untrue_values(reply, ref):
+        return reply
+    pieces = _CLAUSE_END.split(reply)  # clause, punctuation, clause, ...
+    kept: list[str] = []
+    for i in range(0, len(pieces), 2):
+        clause, punct = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
+        if clause.strip() and not untrue_values(clause, ref):
+            kept += [clause, punct]
+        elif kept and punct:  # a dropped clause's stronger stop ('；', '。') replaces the kept one's comma
+            kept[-1] = punct
+    return "".join(kept).strip().rstrip("，,、")
+
+
+def faithful_targets(samples: Sequence[TaskSample], items: Mapping[str, Item]) -> tuple[list[TaskSample], dict]:
+    """The samples with each reply's untrue clauses cut (`faithful_reply`); a reply with nothing left is
+    left out. Returns the samples and {'replies', 'cut', 'dropped', 'untrue_values'} counts."""
+    refs = reply_references(samples, items)
+    out, stats = [], Counter(replies=0, cut=0, dropped=0, untrue_values=0)
+    for s, ref in zip(samples, refs):
+        if s.task != "respond":
+            out.append(s)
+            continue
+        stats["replies"] += 1
+        text = faithful_reply(str(s.target), ref)
+        if text != s.target:
+            stats["untrue_values"] += len(untrue_values(str(s.target), ref))
+            stats["cut" if text else "dropped"] += 1
+        if text:
+            out.append(s if text == s.target else dataclasses.replace(s, target=text))
+    return out, dict(stats)
+
