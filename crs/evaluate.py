@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from uneed.corpus import Corpus, Item
 from uneed.metrics import evaluate, rank_of
-from uneed.replies import evaluate_replies, faithful_targets
+from uneed.replies import describe_cuts, evaluate_replies, faithful_targets
 from uneed.schema import STAFF_ASK, USER
 from uneed.tasks import (TASKS, CRSExample, ReplyLayout, TaskSample, build_samples, crs_example, first_per_task,
                          parse_keys, parse_tags)
@@ -38,8 +38,7 @@ def split_examples(corpus: Corpus, split: str, llm_predictions: Mapping[str, obj
     items = corpus.items if items is None else items
     if faithful_replies:
         samples, stats = faithful_targets(samples, items)
-        log.info("%s replies: %d of %d cut to the clauses true of their items (%d untrue values), %d left out",
-                 split, stats["cut"], stats["replies"], stats["untrue_values"], stats["dropped"])
+        log.info("%s split: %s", split, describe_cuts(stats))
     llm = llm_predictions or {}
     return samples, [crs_example(s, items, llm.get(s.key), reply) for s in samples]
 

@@ -218,13 +218,11 @@ def test_the_crs_trains_on_faithful_replies_unless_told_not_to(tiny_corpus):
 def test_two_trainings_of_one_config_on_two_threads_end_with_equal_weights(tiny_corpus_dir, tmp_path):
     """training.runtime.set_seed picks torch's deterministic kernels on CPU: without them two 2-thread
     trainings of the default CRS parted (README, reproducibility)."""
-    from safetensors.torch import load_file
-
     def weights(run):
         out = {f"{p.name}:{k}": v for p in sorted((run / "best").glob("*.pt"))
                for k, v in torch.load(p, map_location="cpu").items() if torch.is_tensor(v)}
-        for p in sorted((run / "best" / "seq2seq").glob("*.safetensors")):
-            out.update({f"seq2seq:{k}": v for k, v in load_file(p).items()})
+        for p in sorted((run / "best" / "seq2seq").glob("*.safetensors")):  # the same tensors write the same bytes
+            out[f"seq2seq:{p.name}"] = torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8)
         return out
 
     runs = []
@@ -233,7 +231,7 @@ def test_two_trainings_of_one_config_on_two_threads_end_with_equal_weights(tiny_
         assert train_main(["--data", str(tiny_corpus_dir), "--out", str(runs[-1]), "--rec-epochs", "1", "--epochs", "1",
                            "--num-threads", "2", *FAST]) == 0
     a, b = weights(runs[0]), weights(runs[1])
-    assert len(a) > 20 and a.keys() == b.keys()
+    assert len(a) > 10 and any(k.startswith("seq2seq:") for k in a) and a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert torch.are_deterministic_algorithms_enabled()
 

@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm.inference import LLM
     from llm.model import count_parameters, load_base, resolve_base_dir, save_llm_config
     from uneed.corpus import load_corpus
-    from uneed.replies import faithful_targets
+    from uneed.replies import describe_cuts, faithful_targets
     from uneed.tasks import build_samples, parse_cross_fit, split_by_fold, write_predictions
 
     unknown = set(args.tasks) - set(ALL_TASKS)
@@ -293,8 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     faithful = None
     if args.faithful_replies:
         train_samples, faithful = faithful_targets(train_samples, corpus.items)
-        log.info("train replies: %d of %d cut to the clauses true of their items (%d untrue values), %d left out",
-                 faithful["cut"], faithful["replies"], faithful["untrue_values"], faithful["dropped"])
+        log.info("train split: %s", describe_cuts(faithful))
     crs_stats: dict = {}
     crs = {s: attach_crs(splits[s] if s != "train" else train_samples + held_out, crs_all, s, crs_stats)
            for s in splits}

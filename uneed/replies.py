@@ -136,7 +136,7 @@ def faithful_reply(reply: str, ref: ReplyReference) -> str:
         clause, punct = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
         if clause.strip() and not untrue_values(clause, ref):
             kept += [clause, punct]
-        elif kept and punct:  # a dropped clause's stronger stop ('；', '。') replaces the kept one's comma
+        elif kept and punct:  # the clause before a dropped one ends as the dropped one did ('；' ending a list item)
             kept[-1] = punct
     return "".join(kept).strip().rstrip("，,、")
 
@@ -159,3 +159,8 @@ def faithful_targets(samples: Sequence[TaskSample], items: Mapping[str, Item]) -
             out.append(s if text == s.target else dataclasses.replace(s, target=text))
     return out, dict(stats)
 
+
+def describe_cuts(stats: Mapping[str, int]) -> str:
+    """faithful_targets' counts in words, for a log line."""
+    return (f"{stats['cut']} of {stats['replies']} replies cut to the clauses true of their items "
+            f"({stats['untrue_values']} untrue values), {stats['dropped']} left out")
