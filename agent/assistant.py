@@ -218,13 +218,11 @@ def load_crs(path: Path, corpus: Corpus):
     """A trained CRS with the corpus's leaf categories (the kind-of-item filter of its recommendations);
     one saved before item groups were gets them from the corpus too (category filter)."""
     from crs.inference import CRS
-    from uneed.corpus import LEAF_RELATION
 
     crs = CRS.load(path)
     if not crs.item_domains:
         crs.set_item_groups(corpus.item_domains(), {i: item.seller_id for i, item in corpus.items.items()})
-    crs.set_item_leaves({i: item.knowledge[LEAF_RELATION][0] for i, item in corpus.items.items()
-                         if item.knowledge.get(LEAF_RELATION)})
+    crs.set_item_leaves({i: item.leaf for i, item in corpus.items.items() if item.leaf})
     return crs
 
 

@@ -46,6 +46,12 @@ class Item:
         values = self.knowledge.get(CATEGORY_RELATION)
         return values[0] if values else ""
 
+    @property
+    def leaf(self) -> str:
+        """The leaf category (叶子类目, e.g. 热水器), or '' when the item's knowledge names none."""
+        values = self.knowledge.get(LEAF_RELATION)
+        return values[0] if values else ""
+
     def text(self, max_relations: int | None = None) -> str:
         """Knowledge as the authors write it for LLMs: '价格区间是高，材质是冰丝、棉质，类目是保暖套装'."""
         parts = []

@@ -193,14 +193,10 @@ def ask_names_attribute(pred: str, ref: ReplyReference) -> Ratio:
     return Ratio(float(named), 1.0)
 
 
-def judged(value: str, ref: ReplyReference) -> bool:
-    """Whether the items' knowledge can confirm or refute a known value (see ReplyReference)."""
-    return value not in ref.value_relations or bool(ref.value_relations[value] & ref.item_relations)
-
-
 def judged_values(reply: str, ref: ReplyReference) -> list[str]:
-    """The values a reply states that its items' knowledge can confirm or refute."""
-    return [v for v in stated_values(reply, ref.known_values) if judged(v, ref)]
+    """The values a reply states that its items' knowledge can confirm or refute (see ReplyReference)."""
+    return [v for v in stated_values(reply, ref.known_values)
+            if v not in ref.value_relations or ref.value_relations[v] & ref.item_relations]
 
 
 def untrue_values(reply: str, ref: ReplyReference) -> list[str]:
