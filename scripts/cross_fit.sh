@@ -6,13 +6,15 @@
 # other folds' dialogues and predict fold i's train samples; the receivers then train on those predictions
 # (only for the train samples the main job's receivers had partner predictions for, so both variants see
 # the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
-# Time: K LLM and K CRS trainings plus two receivers: 58 minutes on 2 CPU cores for the default profile
-# (2026-11-28, partly beside other work; README, cross-fitting).
+# Time: K LLM and K CRS trainings plus two receivers, the folds at once and then the receivers at once (with
+# PARALLEL=1, the default; logs in $OUT/logs): 58 minutes on 2 CPU cores for the default profile one step after
+# another (2026-11-28, partly beside other work; README, cross-fitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/profile.sh
 OUT=${OUT:-runs/$PROFILE}
 FOLDS=${FOLDS:-2}
+[[ "$FOLDS" =~ ^[0-9]+$ ]] && [ "$FOLDS" -ge 2 ] || { echo "error: FOLDS must be a whole number of at least 2, got '$FOLDS'" >&2; exit 2; }
 for need in agent.yaml llm-base/model/config.json llm/predictions_train.jsonl crs/predictions_train.jsonl; do
   [ -e "$OUT/$need" ] || { echo "error: $OUT/$need is missing: run scripts/run_default.sh first" >&2; exit 2; }
 done
@@ -23,13 +25,15 @@ mkdir -p "$XFIT"
 step() { echo; echo "=== $* ==="; }
 done_() { [ -f "$1/test_metrics.json" ]; }  # a finished step is not run again
 
-for ((i = 0; i < FOLDS; i++)); do
-  step "fold $i of $FOLDS: the LLM and the CRS trained without it, predicting it → $XFIT/{llm,crs}-$i"
-  done_ "$XFIT/llm-$i" || presales train llm --data "$DATA" --out "$XFIT/llm-$i" \
-      --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --cross-fit "$i/$FOLDS" --predict-splits test
-  done_ "$XFIT/crs-$i" || presales train crs --data "$DATA" --out "$XFIT/crs-$i" --config "$CRS_CONFIG" \
-      --cross-fit "$i/$FOLDS" --predict-splits train
-done
+fold() {  # fold $1: an LLM and a CRS trained on the other folds, predicting this one's train samples
+  step "fold $1 of $FOLDS: the LLM and the CRS trained without it, predicting it → $XFIT/{llm,crs}-$1"
+  done_ "$XFIT/llm-$1" || presales train llm --data "$DATA" --out "$XFIT/llm-$1" \
+      --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --cross-fit "$1/$FOLDS" --predict-splits test
+  done_ "$XFIT/crs-$1" || presales train crs --data "$DATA" --out "$XFIT/crs-$1" --config "$CRS_CONFIG" \
+      --cross-fit "$1/$FOLDS" --predict-splits train
+}
+for ((i = 0; i < FOLDS; i++)); do eval "fold_$i() { fold $i; }"; done
+together $(for ((i = 0; i < FOLDS; i++)); do echo "fold_$i"; done)  # the folds at once (PARALLEL=1: scripts/profile.sh)
 
 step "out-of-fold predictions (train) + the main job's partners' valid/test predictions → $XFIT/*_oof.jsonl"
 python - "$OUT" "$XFIT" "$FOLDS" <<'EOF'
@@ -52,15 +56,19 @@ for partner in ("llm", "crs"):
           f"the in-sample file has; {len(rows) - len(train)} valid/test rows of {out / partner}")
 EOF
 
-step "LLM assisting CRS, cross-fitted → $OUT/crs-llm-xfit"
-done_ "$OUT/crs-llm-xfit" || presales train crs --data "$DATA" --out "$OUT/crs-llm-xfit" --config "$CRS_CONFIG" \
-    --llm-predictions "$XFIT/llm_oof.jsonl" --predict-splits test
-
-step "CRS assisting LLM, cross-fitted → $OUT/llm-crs-xfit"
-llm_crs_start "$OUT"  # as the main job's CRS-assisted LLM starts (scripts/profile.sh)
-done_ "$OUT/llm-crs-xfit" || presales train llm --data "$DATA" --out "$OUT/llm-crs-xfit" \
-    --config "configs/llm_lora$SUFFIX.yaml" "${LLM_CRS_START[@]}" --crs-predictions "$XFIT/crs_oof.jsonl" \
-    --predict-splits test
+crs_llm_xfit() {
+  step "LLM assisting CRS, cross-fitted → $OUT/crs-llm-xfit"
+  done_ "$OUT/crs-llm-xfit" || presales train crs --data "$DATA" --out "$OUT/crs-llm-xfit" --config "$CRS_CONFIG" \
+      --llm-predictions "$XFIT/llm_oof.jsonl" --predict-splits test
+}
+llm_crs_xfit() {
+  step "CRS assisting LLM, cross-fitted → $OUT/llm-crs-xfit"
+  llm_crs_start "$OUT"  # as the main job's CRS-assisted LLM starts (scripts/profile.sh)
+  done_ "$OUT/llm-crs-xfit" || presales train llm --data "$DATA" --out "$OUT/llm-crs-xfit" \
+      --config "configs/llm_lora$SUFFIX.yaml" "${LLM_CRS_START[@]}" --crs-predictions "$XFIT/crs_oof.jsonl" \
+      --predict-splits test
+}
+together crs_llm_xfit llm_crs_xfit
 
 step "the paper's tables, in-sample and cross-fitted → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"

@@ -1,4 +1,5 @@
-# The settings of a PROFILE (default, tiny or gpu): sourced by scripts/run_default.sh and scripts/cross_fit.sh.
+# The settings of a PROFILE (default, tiny or gpu) and how steps share the machine: sourced by
+# scripts/run_default.sh and scripts/cross_fit.sh.
 # SUFFIX picks configs/llm_base$SUFFIX.yaml, llm_lora$SUFFIX.yaml and controller$SUFFIX.yaml; PROFILE_SCALE is
 # the corpus scale it trains on; PREDICT_TRAIN how many train samples the LLM predicts for the CRS;
 # PROFILE_EPISODES the simulated shoppers per policy and PROFILE_REPLAY_DIALOGUES the test dialogues replayed (0: all).
@@ -24,5 +25,40 @@ llm_crs_start() {
   LLM_CRS_START=("--base-model" "$1/llm-base")
   [ ! -f "$1/llm/model/config.json" ] || LLM_CRS_START=("--base-model" "$1/llm" "--epochs" 1 "--lr" 0.0005
                                                        "--max-train-samples" 4000 "--repeat-ask-replies" 1
-                                                       "--max-minutes" 6)
+                                                       "--max-minutes" 10)
+}
+
+# PARALLEL=1 (the default): `together` runs the steps (shell functions) it is given at once, each logging to
+# $OUT/logs/<step>.log, the machine's cores shared out among them; PARALLEL=0 runs them one after another.
+# On 2 CPU cores, two one-thread trainings side by side finish sooner than the same two one after another with
+# two threads each (README, the main job's time); on a GPU machine each step leaves the GPU idle part of the time.
+PARALLEL=${PARALLEL:-1}
+together() {  # run the named step functions: one after another, or with PARALLEL=1 at once, then wait for all
+  if [ "$PARALLEL" != 1 ]; then
+    for fn in "$@"; do "$fn"; done
+    return
+  fi
+  mkdir -p "$OUT/logs"
+  local pids=() fn i failed=0
+  # the CPU cores shared out among the steps (torch's thread pool reads OMP_NUM_THREADS): each step at the
+  # machine's full thread count would oversubscribe the cores, and torch's threads spin while they wait
+  local threads=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))}
+  for fn in "$@"; do
+    # each step's own wall time goes to the end of its log
+    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) \
+      > "$OUT/logs/$fn.log" 2>&1 &
+    pids+=("$!")
+    echo "started $fn (log: $OUT/logs/$fn.log)"
+  done
+  for i in "${!pids[@]}"; do
+    fn=${@:$((i + 1)):1}
+    if wait "${pids[$i]}"; then
+      tail -n 1 "$OUT/logs/$fn.log"
+    else
+      echo "error: $fn failed; the end of $OUT/logs/$fn.log:" >&2
+      tail -n 15 "$OUT/logs/$fn.log" >&2
+      failed=1
+    fi
+  done
+  [ "$failed" = 0 ] || exit 1
 }

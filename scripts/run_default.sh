@@ -37,18 +37,17 @@ trivial_baselines() {
   [ -f "$OUT/baselines.json" ] || { presales data baselines "$DATA" > "$OUT/baselines.json.tmp" \
       && mv "$OUT/baselines.json.tmp" "$OUT/baselines.json"; }
 }
-# The training steps, one function each. With PARALLEL=1 (the gpu profile's default) the steps that do not
-# wait on each other run at once, each writing $OUT/logs/<step>.log: the CRS beside the LLM's pre-training and
-# tuning, then both collaborations beside the controller. On a GPU machine (16 cores, one large GPU) each step
-# leaves the GPU idle part of the time (data preparation, decoding); on 2 CPU cores they would only compete.
+# The training steps, one function each (the schedule below).
 train_crs() {
   step "CRS (section 3.3) → $OUT/crs"
   done_ "$OUT/crs" || presales train crs --data "$DATA" --out "$OUT/crs" --config "$CRS_CONFIG"
 }
-train_llm() {
+pretrain_llm() {
   step "LLM pre-training on the corpus text → $OUT/llm-base"
   [ -f "$OUT/llm-base/model/config.json" ] || presales train llm-base --data "$DATA" --out "$OUT/llm-base" \
       --config "configs/llm_base$SUFFIX.yaml"
+}
+tune_llm() {
   step "LLM instruction tuning (section 3.2; full fine-tuning in the default profile, LoRA in tiny and gpu) → $OUT/llm"
   # --predict-train: the LLM also predicts (a seeded part of) the train split: the [LLM] inputs of the CRS below
   done_ "$OUT/llm" || presales train llm --data "$DATA" --out "$OUT/llm" --config "configs/llm_lora$SUFFIX.yaml" \
@@ -74,38 +73,12 @@ train_controller() {
       --config "configs/controller$SUFFIX.yaml"
 }
 
-PARALLEL=${PARALLEL:-$([ "$PROFILE" = gpu ] && echo 1 || echo 0)}
-together() {  # run the named step functions: one after another, or with PARALLEL=1 at once, then wait for all
-  if [ "$PARALLEL" != 1 ]; then
-    for fn in "$@"; do "$fn"; done
-    return
-  fi
-  mkdir -p "$OUT/logs"
-  local pids=() fn i failed=0
-  # the CPU cores shared out among the steps (torch's thread pool reads OMP_NUM_THREADS): each step at the
-  # machine's full thread count would oversubscribe the cores, and torch's threads spin while they wait
-  local threads=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))}
-  for fn in "$@"; do
-    # each step's own wall time goes to the end of its log
-    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) \
-      > "$OUT/logs/$fn.log" 2>&1 &
-    pids+=("$!")
-    echo "started $fn (log: $OUT/logs/$fn.log)"
-  done
-  for i in "${!pids[@]}"; do
-    fn=${@:$((i + 1)):1}
-    if wait "${pids[$i]}"; then
-      tail -n 1 "$OUT/logs/$fn.log"
-    else
-      echo "error: $fn failed; the end of $OUT/logs/$fn.log:" >&2
-      tail -n 15 "$OUT/logs/$fn.log" >&2
-      failed=1
-    fi
-  done
-  [ "$failed" = 0 ] || exit 1
-}
-
-together train_crs train_llm trivial_baselines
+# The schedule: the LLM's pre-training alone, then the steps that wait on nothing at once (with PARALLEL=1, the
+# default: scripts/profile.sh): the CRS beside the LLM's tuning, both collaborations beside the controller,
+# replay beside the simulated shoppers. On 2 CPU cores each of them gets one thread: the small models gain
+# little from a second thread (README, the main job's time).
+pretrain_llm
+together train_crs tune_llm trivial_baselines
 together train_crs_llm train_llm_crs train_controller
 
 step "the paper's tables → $OUT/tables.md"
