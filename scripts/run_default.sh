@@ -73,12 +73,12 @@ train_controller() {
       --config "configs/controller$SUFFIX.yaml"
 }
 
-# The schedule: the LLM's pre-training alone, then the steps that wait on nothing at once (with PARALLEL=1, the
-# default: scripts/profile.sh): the CRS beside the LLM's tuning, both collaborations beside the controller,
-# replay beside the simulated shoppers. On 2 CPU cores each of them gets one thread: the small models gain
-# little from a second thread (README, the main job's time).
-pretrain_llm
-together train_crs tune_llm trivial_baselines
+# The schedule: the steps that wait on nothing at once (with PARALLEL=1, the default: scripts/profile.sh), one
+# thread each on 2 CPU cores: the CRS beside the LLM's pre-training, then the LLM's tuning alone (it gains from
+# a second thread as much as from a second process; the CRS does not), then both collaborations beside the
+# controller, replay beside the simulated shoppers (README, the main job's time).
+together train_crs pretrain_llm trivial_baselines
+tune_llm
 together train_crs_llm train_llm_crs train_controller
 
 step "the paper's tables → $OUT/tables.md"
