@@ -198,6 +198,33 @@ def test_repeat_respond_trains_each_reply_n_times_per_stage_2_epoch():
     assert count_batches(feats, args, {"respond", "understand", "recommend"}) == 3 + 1 + 1  # the schedule's steps
 
 
+def test_stage_3_trains_the_decoder_alone_on_the_replies(tiny_corpus_dir, tmp_path):
+    """--reply-epochs: from stage 2's best model, only the decoder and the copy head move, their reply loss
+    falls from one stage-3 epoch to the next, and the last one is the model the run keeps; the encoder, its
+    heads and the recommender are stage 2's, so their validation losses do not move."""
+    from crs.model import UnifiedCRS
+
+    out = tmp_path / "run"
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(out), "--rec-epochs", "1", "--epochs", "1",
+                       "--reply-epochs", "2", "--understand-head", "extract", "--elicit-head", "classify", *FAST]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == [1, 2, 3, 3]
+    assert set(rows[2]) >= {"train_loss_generate", "valid_respond_bleu-1"} and "train_loss_recommend" not in rows[2]
+    assert rows[3]["train_loss_generate"] < rows[2]["train_loss_generate"]
+    for key in ("valid_loss_extract", "valid_loss_classify", "valid_recommend_mrr@5"):
+        assert rows[3][key] == pytest.approx(rows[1][key], abs=1e-6), key
+    assert json.loads((out / "test_metrics.json").read_text())["best_epoch"] == 4
+    stage2 = UnifiedCRS.load(out / "checkpoint" / "model")[0].state_dict()  # the checkpoint of the last stage-2 epoch
+    final = UnifiedCRS.load(out / "best")[0].state_dict()
+    moved = {k for k in final if not torch.equal(final[k], stage2[k])}
+    assert moved and all(k.startswith(("seq2seq.model.decoder.", "copy.")) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("copy.") for k in moved) and any(".encoder_attn." in k for k in moved)
+    # where the decoder also answers understanding or elicitation, training it on the replies alone is refused
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "refused"), "--reply-epochs", "1",
+                       *FAST]) == 2
+    assert not (tmp_path / "refused").exists()
+
+
 def test_the_crs_trains_on_faithful_replies_unless_told_not_to(tiny_corpus):
     """--faithful-replies (the default) cuts the clauses of the train replies that state values untrue of their
     items (uneed.replies.faithful_targets); the other tasks' examples, and the replies without such a clause,

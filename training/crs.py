@@ -5,7 +5,8 @@
 
 Two stages: stage 1 (`rec_epochs`) warms the encoder and the recommender up on recommendation
 (L = L_R) and, with the classification heads of crs.heads, on the tasks they answer; stage 2
-(`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each).
+(`epochs`) trains all four tasks (L = L_R + L_theta; batches hold one task each). An optional stage 3
+(`reply_epochs`) trains the decoder alone on the replies from stage 2's best model (`polish_replies`).
 Every epoch: train losses and validation metrics go to RUN/log.jsonl, the state to RUN/checkpoint/
 (--resume continues from it), and the best model by `valid_score` to RUN/best/. The validation
 score is the mean of understanding F1, elicitation F1, response BLEU-1 (greedy decoding of at most
@@ -129,8 +130,13 @@ class CRSTrainArgs:
                                                                        "kept whole; the history follows"})
     respond_context_turns: int | None = field(default=None, metadata={"help": "a reply's source shows only the latest "
                                                                          "turns (0: all)"})
-    repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 epoch (the "
+    repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 (and stage-3) epoch (the "
                                                             "decoder needs more steps than the heads)"})
+    reply_epochs: int = field(default=0, metadata={"help": "stage 3: epochs in which the decoder and the copy head alone "
+                                                          "go on learning the replies from the best model, the "
+                                                          "encoder, its heads and the recommender frozen; its last "
+                                                          "epoch is kept (one process)"})
+    reply_lr: float = field(default=1e-3, metadata={"help": "stage 3's starting learning rate (decays linearly to 0)"})
     faithful_replies: bool = field(default=True, metadata={"help": "train on the replies without their clauses that "
                                                                   "state a value untrue of their items "
                                                                   "(uneed.replies.faithful_targets)"})
@@ -223,9 +229,15 @@ def lr_lambda(total: int, warmup: int):
 
 def stage_tasks(model: UnifiedCRS, stage: int) -> set[str]:
     """What a stage trains: stage 1 recommendation and the tasks of the encoder's heads (encoder-only
-    and cheap, they learn from more epochs), stage 2 everything."""
-    return {"recommend", *model.heads.keys()} - {"match"} if stage == 1 else {"understand", "elicit", "recommend",
-                                                                              "respond"}
+    and cheap, they learn from more epochs), stage 2 everything, stage 3 the replies."""
+    if stage == 1:
+        return {"recommend", *model.heads.keys()} - {"match"}
+    return {"respond"} if stage == 3 else {"understand", "elicit", "recommend", "respond"}
+
+
+# What stage 3 trains: the decoder and the copy head. The shared token embeddings (also the encoder's input and
+# the output projection) stay as stage 2 left them, so understanding, elicitation and recommendation do too.
+REPLY_PARAMS = ("seq2seq.model.decoder.", "copy.")
 
 
 def epoch_feats(feats: list[Features], tasks: set[str], repeat_respond: int) -> list[Features]:
@@ -516,10 +528,49 @@ class Trainer:
             return
         if not self.run.best.is_dir():  # e.g. zero epochs: keep what there is
             self.save_model(self.run.best)
+        if args.reply_epochs > 0:
+            self.polish_replies(total_epochs)
         self.run.plot_curves(["train_loss_recommend", "train_loss_generate", "valid_loss_generate",
                               "train_loss_extract", "valid_loss_extract", "train_loss_classify", "valid_loss_classify",
                               "valid_recommend_mrr@5", "valid_understand_f1", "valid_elicit_f1",
                               "valid_respond_bleu-1"])
+
+    def polish_replies(self, first_epoch: int) -> None:
+        """Stage 3 (`reply_epochs`): from the best model, the decoder and the copy head (REPLY_PARAMS) learn the
+        replies alone for a few epochs at a learning rate that decays to 0, everything else frozen; its last
+        epoch becomes the best model. Replies need more steps than the heads: given them in stage 2
+        (--repeat-respond 3) the questions named their attribute more often but the shared encoder read the
+        needs worse. Two such epochs on three trained CRSs: stated values true 0.870 -> 0.888 on average, each
+        higher, the other tasks unchanged; the valid BLEU-1 that picks stage 2's best hardly moves (README)."""
+        args = self.args
+        if any(row.get("stage") == 3 for row in self.run.read_log()):  # --resume after it ran
+            log.info("stage 3 ran already")
+            return
+        self.model.load_state_dict(UnifiedCRS.load(self.run.best, trust_remote_code=args.trust_remote_code)[0]
+                                   .state_dict())
+        trainable = []
+        for name, p in self.model.named_parameters():
+            p.requires_grad = name.startswith(REPLY_PARAMS)
+            if p.requires_grad:
+                trainable.append(p)
+        steps = max(1, args.reply_epochs * count_batches(self.train_feats, args, stage_tasks(self.model, 3)))
+        self.opt = torch.optim.AdamW(trainable, lr=args.reply_lr, betas=(0.9, 0.98), eps=1e-8,
+                                     weight_decay=args.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: max(0.0, 1.0 - step / steps))
+        for epoch in range(first_epoch, first_epoch + args.reply_epochs):
+            t0 = time.time()
+            row = {"epoch": epoch + 1, "stage": 3}
+            row.update(self.train_epoch(epoch, 3, random.Random(args.seed * 1000 + epoch)))
+            row.update(self.validate(2))
+            row["seconds"] = round(time.time() - t0, 1)
+            self.run.log(**row)
+            log.info("epoch %d (stage 3, the decoder alone): %s", epoch + 1,
+                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                               if k not in ("epoch", "stage")))
+        self.best_score, self.best_epoch = row.get("valid_score", self.best_score), first_epoch + args.reply_epochs
+        self.save_model(self.run.best)
+        for p in self.model.parameters():
+            p.requires_grad = True
 
     def fit_valueless_threshold(self, crs: CRS) -> dict | None:
         """Choose the extraction head's threshold for keys named without a value on the valid split's
@@ -626,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
         model_config(args)  # a bad preset / value fails before anything is loaded
         if args.context not in CONTEXTS:
             raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
+        config = model_config(args)
+        if args.reply_epochs and {config.understand_head, config.elicit_head} & {"generate"}:
+            raise PresalesError("--reply-epochs trains the decoder on the replies alone: it needs --understand-head "
+                                "extract and --elicit-head classify (with generate, the decoder answers those tasks too)")
+        if args.reply_epochs and distributed.launched():
+            raise PresalesError("--reply-epochs runs in one process: start it without torchrun, or pass --reply-epochs 0")
         if args.repeat_respond < 1:
             raise PresalesError(f"--repeat-respond must be 1 or more (each reply once per epoch at least), "
                                 f"got {args.repeat_respond}")
