@@ -21,15 +21,16 @@ def test_run_default_tiny_end_to_end(tmp_path):
     done = run_script(out, data, parallel=True)
     assert done.returncode == 0, done.stderr[-3000:]
     logs = {p.stem: p.read_text("utf-8") for p in (out / "logs").glob("*.log")}
-    assert set(logs) == {"train_crs", "pretrain_llm", "trivial_baselines", "train_crs_llm", "train_llm_crs",
-                         "train_controller", "replay_test", "simulate_shoppers"}
+    assert set(logs) == {"train_crs", "train_crs_llm", "trivial_baselines", "replay_test", "simulate_shoppers"}
     for name, text in logs.items():  # each log ends with its step's wall time
         assert text.rstrip().splitlines()[-1].startswith(f"{name}: "), name
         assert f"{name}: " in done.stdout, name
-    assert " training.llm: " in done.stderr  # the LLM's tuning runs alone between the groups, on the terminal
-    # the cores are shared out among the 3 steps of each training group, not taken by each
+    # the LLM's trainings run alone, on the terminal, with every core
+    for trainer in ("training.llm_base", "training.llm", "training.controller"):
+        assert f" {trainer}: " in done.stderr, trainer
+    # the cores are shared out among the 3 steps of the CRS group, not taken by each
     share = max(1, len(os.sched_getaffinity(0)) // 3)
-    for name in ("train_crs", "pretrain_llm", "train_crs_llm", "train_llm_crs", "train_controller"):
+    for name in ("train_crs", "train_crs_llm"):
         assert f"device cpu, {share} torch threads" in logs[name], name
     # written to a file, the log is one line per event: no progress-bar frames, and a summary line for
     # every epoch of every training
@@ -66,7 +67,7 @@ def test_a_failed_step_of_a_parallel_group_stops_the_job_and_shows_its_log(tmp_p
     assert real, "presales is not on PATH"
     fake = tmp_path / "bin" / "presales"
     fake.parent.mkdir()
-    fake.write_text(f'#!/usr/bin/env bash\nif [ "$1 $2" = "train crs" ] || [ "$1 $2" = "train llm-base" ]; then\n'
+    fake.write_text(f'#!/usr/bin/env bash\nif [ "$1 $2" = "train crs" ]; then\n'
                     f'  echo "stand-in failure of $1 $2" >&2; exit 3\nfi\nexec {real} "$@"\n')
     fake.chmod(0o755)
     out = tmp_path / "run"
@@ -76,6 +77,6 @@ def test_a_failed_step_of_a_parallel_group_stops_the_job_and_shows_its_log(tmp_p
                           timeout=600)
     assert done.returncode != 0
     assert "error: train_crs failed" in done.stderr and "stand-in failure of train crs" in done.stderr
-    assert "error: pretrain_llm failed" in done.stderr and "stand-in failure of train llm-base" in done.stderr
+    assert "error: train_crs_llm failed" in done.stderr
     assert (out / "baselines.json").is_file()  # the step beside them finished
-    assert not (out / "logs" / "train_crs_llm.log").exists() and not (out / "tables.md").exists()
+    assert not (out / "llm-crs").exists() and not (out / "tables.md").exists()

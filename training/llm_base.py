@@ -64,7 +64,7 @@ class LLMBaseArgs:
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     max_valid_blocks: int = field(default=128, metadata={"help": "validation blocks per evaluation (0: all)"})
-    max_minutes: float = field(default=12.0, metadata={"help": "stop training (then save) after this many minutes; "
+    max_minutes: float = field(default=8.0, metadata={"help": "stop training (then save) after this many minutes; "
                                                                 "0: no limit"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimizer steps (0: no limit; for smoke "
                                                          "tests)"})
