@@ -6,9 +6,9 @@
 # other folds' dialogues and predict fold i's train samples; the receivers then train on those predictions
 # (only for the train samples the main job's receivers had partner predictions for, so both variants see
 # the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
-# Time: K LLM and K CRS trainings plus two receivers, the folds at once and then the receivers at once (with
-# PARALLEL=1, the default; logs in $OUT/logs): 58 minutes on 2 CPU cores for the default profile one step after
-# another (2026-11-28, partly beside other work; README, cross-fitting).
+# Time: K LLM and K CRS trainings plus two receivers, the CRS trainings beside each other (PARALLEL=1, the
+# default; their logs in $OUT/logs): 58 minutes on 2 CPU cores for the default profile one step after another
+# (2026-11-28, partly beside other work; README, cross-fitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/profile.sh
@@ -25,37 +25,41 @@ mkdir -p "$XFIT"
 step() { echo; echo "=== $* ==="; }
 done_() { [ -f "$1/test_metrics.json" ]; }  # a finished step is not run again
 
-fold() {  # fold $1: an LLM and a CRS trained on the other folds, predicting this one's train samples
-  step "fold $1 of $FOLDS: the LLM and the CRS trained without it, predicting it → $XFIT/{llm,crs}-$1"
-  done_ "$XFIT/llm-$1" || presales train llm --data "$DATA" --out "$XFIT/llm-$1" \
-      --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --cross-fit "$1/$FOLDS" --predict-splits test
-  done_ "$XFIT/crs-$1" || presales train crs --data "$DATA" --out "$XFIT/crs-$1" --config "$CRS_CONFIG" \
-      --cross-fit "$1/$FOLDS" --predict-splits train
-}
-for ((i = 0; i < FOLDS; i++)); do eval "fold_$i() { fold $i; }"; done
-together $(for ((i = 0; i < FOLDS; i++)); do echo "fold_$i"; done)  # the folds at once (PARALLEL=1: scripts/profile.sh)
-
-step "out-of-fold predictions (train) + the main job's partners' valid/test predictions → $XFIT/*_oof.jsonl"
-python - "$OUT" "$XFIT" "$FOLDS" <<'EOF'
+# The out-of-fold predictions of one partner (llm or crs) for the train samples the main job's partner
+# predicted, followed by the main job's partner's own valid/test predictions → $XFIT/<partner>_oof.jsonl
+merge_out_of_fold() {
+  step "out-of-fold $1 predictions (train) + the main job's $1 valid/test predictions → $XFIT/$1_oof.jsonl"
+  python - "$OUT" "$XFIT" "$FOLDS" "$1" <<'EOF'
 import json, sys
 from pathlib import Path
 
-out, xfit, folds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-for partner in ("llm", "crs"):
-    in_sample = {json.loads(line)["key"] for line in open(out / partner / "predictions_train.jsonl", encoding="utf-8")}
-    train = [line for i in range(folds)
-             for line in open(xfit / f"{partner}-{i}" / "predictions_train.jsonl", encoding="utf-8")
-             if json.loads(line)["key"] in in_sample]
-    rows = list(train)
-    for split in ("valid", "test"):
-        path = out / partner / f"predictions_{split}.jsonl"
-        if path.is_file():
-            rows += open(path, encoding="utf-8").readlines()
-    (xfit / f"{partner}_oof.jsonl").write_text("".join(rows), encoding="utf-8")
-    print(f"{partner}: out-of-fold predictions for {len(train)} of the {len(in_sample)} train samples "
-          f"the in-sample file has; {len(rows) - len(train)} valid/test rows of {out / partner}")
+out, xfit, folds, partner = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+in_sample = {json.loads(line)["key"] for line in open(out / partner / "predictions_train.jsonl", encoding="utf-8")}
+train = [line for i in range(folds)
+         for line in open(xfit / f"{partner}-{i}" / "predictions_train.jsonl", encoding="utf-8")
+         if json.loads(line)["key"] in in_sample]
+rows = list(train)
+for split in ("valid", "test"):
+    path = out / partner / f"predictions_{split}.jsonl"
+    if path.is_file():
+        rows += open(path, encoding="utf-8").readlines()
+tmp = xfit / f"{partner}_oof.jsonl.tmp"
+tmp.write_text("".join(rows), encoding="utf-8")
+tmp.replace(xfit / f"{partner}_oof.jsonl")
+print(f"{partner}: out-of-fold predictions for {len(train)} of the {len(in_sample)} train samples "
+      f"the in-sample file has; {len(rows) - len(train)} valid/test rows of {out / partner}")
 EOF
-
+}
+llm_fold() {  # an LLM trained on the train dialogues outside fold $1, predicting that fold's train samples
+  step "fold $1 of $FOLDS: the LLM trained without it, predicting it → $XFIT/llm-$1"
+  done_ "$XFIT/llm-$1" || presales train llm --data "$DATA" --out "$XFIT/llm-$1" \
+      --config "configs/llm_lora$SUFFIX.yaml" --base-model "$OUT/llm-base" --cross-fit "$1/$FOLDS" --predict-splits test
+}
+crs_fold() {  # the same for a CRS
+  step "fold $1 of $FOLDS: the CRS trained without it, predicting it → $XFIT/crs-$1"
+  done_ "$XFIT/crs-$1" || presales train crs --data "$DATA" --out "$XFIT/crs-$1" --config "$CRS_CONFIG" \
+      --cross-fit "$1/$FOLDS" --predict-splits train
+}
 crs_llm_xfit() {
   step "LLM assisting CRS, cross-fitted → $OUT/crs-llm-xfit"
   done_ "$OUT/crs-llm-xfit" || presales train crs --data "$DATA" --out "$OUT/crs-llm-xfit" --config "$CRS_CONFIG" \
@@ -68,7 +72,16 @@ llm_crs_xfit() {
       --config "configs/llm_lora$SUFFIX.yaml" "${LLM_CRS_START[@]}" --crs-predictions "$XFIT/crs_oof.jsonl" \
       --predict-splits test
 }
-together crs_llm_xfit llm_crs_xfit
+
+# As in run_default.sh: the LLMs train alone (all cores), the CRS trainings beside each other (PARALLEL=1, one
+# thread each; scripts/profile.sh): the fold LLMs, then the fold CRSs beside the LLM-assisted CRS, then the
+# CRS-assisted LLM.
+for ((i = 0; i < FOLDS; i++)); do llm_fold "$i"; done
+merge_out_of_fold llm
+for ((i = 0; i < FOLDS; i++)); do eval "crs_fold_$i() { crs_fold $i; }"; done
+together $(for ((i = 0; i < FOLDS; i++)); do echo "crs_fold_$i"; done) crs_llm_xfit
+merge_out_of_fold crs
+llm_crs_xfit
 
 step "the paper's tables, in-sample and cross-fitted → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"

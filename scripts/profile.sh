@@ -25,13 +25,13 @@ llm_crs_start() {
   LLM_CRS_START=("--base-model" "$1/llm-base")
   [ ! -f "$1/llm/model/config.json" ] || LLM_CRS_START=("--base-model" "$1/llm" "--epochs" 1 "--lr" 0.0005
                                                        "--max-train-samples" 4000 "--repeat-ask-replies" 1
-                                                       "--max-minutes" 10)
+                                                       "--max-minutes" 6)
 }
 
 # PARALLEL=1 (the default): `together` runs the steps (shell functions) it is given at once, each logging to
 # $OUT/logs/<step>.log, the machine's cores shared out among them; PARALLEL=0 runs them one after another.
-# On 2 CPU cores, two one-thread trainings side by side finish sooner than the same two one after another with
-# two threads each (README, the main job's time); on a GPU machine each step leaves the GPU idle part of the time.
+# Which steps go together is the scripts' schedule: on 2 CPU cores two CRS trainings on one thread each finish
+# sooner side by side than one after another on two; the LLM's do not (README, the main job's time).
 PARALLEL=${PARALLEL:-1}
 together() {  # run the named step functions: one after another, or with PARALLEL=1 at once, then wait for all
   if [ "$PARALLEL" != 1 ]; then

@@ -73,15 +73,22 @@ train_controller() {
       --config "configs/controller$SUFFIX.yaml"
 }
 
-# The schedule. With PARALLEL=1 (the default: scripts/profile.sh) `together` runs its steps at once, one thread
-# each on 2 CPU cores. The LLM's steps gain as much from a second thread as from a second process, the CRS's do
-# not (one thread: stage-2 epochs 1.65 times as long, LLM pre-training 1.93 times), so the LLM trains alone
-# and the two CRS trainings beside each other (README, the main job's time).
-pretrain_llm
-tune_llm
-together train_crs train_crs_llm trivial_baselines
-train_llm_crs
-train_controller
+# The schedule. With PARALLEL=1 (the default: scripts/profile.sh) `together` runs its steps at once, the cores
+# shared out among them. On a GPU machine every step leaves the GPU idle part of the time (data preparation,
+# decoding), so all that can overlap does. On 2 CPU cores the LLM's steps gain as much from a second thread as
+# from a second process and the CRS's do not (on one thread: stage-2 epochs 1.65 times as long, LLM
+# pre-training 1.93 times), so there the LLM trains alone and the two CRS trainings beside each other (README,
+# the main job's time).
+train_llm() { pretrain_llm; tune_llm; }
+if [ "$PROFILE" = gpu ]; then
+  together train_crs train_llm trivial_baselines
+  together train_crs_llm train_llm_crs train_controller
+else
+  train_llm
+  together train_crs train_crs_llm trivial_baselines
+  train_llm_crs
+  train_controller
+fi
 
 step "the paper's tables → $OUT/tables.md"
 presales eval tables --run "$OUT" --out "$OUT/tables.md"

@@ -54,6 +54,21 @@ def test_run_default_tiny_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing retrained, no report made again
 
+    # cross-fitting after it (scripts/cross_fit.sh): the fold CRSs beside the cross-fitted LLM-assisted CRS,
+    # both cross-fitted receivers in the tables beside the in-sample ones
+    env = {**os.environ, "PROFILE": "tiny", "OUT": str(out), "FOLDS": "2"}
+    xfit = subprocess.run(["bash", "scripts/cross_fit.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert xfit.returncode == 0, xfit.stderr[-3000:]
+    assert {"crs_fold_0", "crs_fold_1", "crs_llm_xfit"} <= {p.stem for p in (out / "logs").glob("*.log")}
+    for fold in ("llm-0", "llm-1", "crs-0", "crs-1"):
+        assert (out / "xfit" / fold / "test_metrics.json").is_file(), fold
+    tables = (out / "tables.md").read_text("utf-8")
+    assert "LLM assisting CRS, cross-fitted" in tables and "CRS assisting LLM, cross-fitted" in tables
+    bad = subprocess.run(["bash", "scripts/cross_fit.sh"], cwd=ROOT, env={**env, "FOLDS": "1"}, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "FOLDS must be a whole number of at least 2" in bad.stderr
+
 
 def test_unknown_profile_is_refused(tmp_path):
     env = {**os.environ, "PROFILE": "huge", "SKIP_SETUP": "1", "OUT": str(tmp_path / "r")}
