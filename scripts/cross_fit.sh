@@ -7,8 +7,8 @@
 # (only for the train samples the main job's receivers had partner predictions for, so both variants see
 # the same coverage), with the main job's partner models' valid/test predictions at test time, as in-sample.
 # Time: K LLM and K CRS trainings plus two receivers, the CRS trainings beside each other (PARALLEL=1, the
-# default; their logs in $OUT/logs): 58 minutes on 2 CPU cores for the default profile one step after another
-# (2026-11-28, partly beside other work; README, cross-fitting).
+# default; their logs in $OUT/logs): 38 minutes on 2 CPU cores for the default profile (2026-11-28 14:24; 58
+# one step after another at 05:14, partly beside other work; README, cross-fitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/profile.sh
