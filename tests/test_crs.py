@@ -223,6 +223,8 @@ def test_stage_3_trains_the_decoder_alone_on_the_replies(tiny_corpus_dir, tmp_pa
     assert train_main(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "refused"), "--reply-epochs", "1",
                        *FAST]) == 2
     assert not (tmp_path / "refused").exists()
+    assert train_main(["--data", str(tiny_corpus_dir), "--out", str(tmp_path / "negative"), "--reply-epochs", "-1",
+                       "--understand-head", "extract", "--elicit-head", "classify", *FAST]) == 2
 
 
 def test_the_crs_trains_on_faithful_replies_unless_told_not_to(tiny_corpus):
