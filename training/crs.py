@@ -130,8 +130,8 @@ class CRSTrainArgs:
                                                                        "kept whole; the history follows"})
     respond_context_turns: int | None = field(default=None, metadata={"help": "a reply's source shows only the latest "
                                                                          "turns (0: all)"})
-    repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 (and stage-3) epoch (the "
-                                                            "decoder needs more steps than the heads)"})
+    repeat_respond: int = field(default=1, metadata={"help": "each reply appears N times per stage-2 (and stage-3) "
+                                                            "epoch (the decoder needs more steps than the heads)"})
     reply_epochs: int = field(default=0, metadata={"help": "stage 3: epochs in which the decoder and the copy head alone "
                                                           "go on learning the replies from the best model, the "
                                                           "encoder, its heads and the recommender frozen; its last "
@@ -674,10 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # no "Writing model shards" bars at every checkpoint
     try:
         args = parse_args(CRSTrainArgs, argv, prog="presales train crs")
-        model_config(args)  # a bad preset / value fails before anything is loaded
+        config = model_config(args)  # a bad preset / value fails before anything is loaded
         if args.context not in CONTEXTS:
             raise PresalesError(f"--context must be one of {', '.join(CONTEXTS)}, got {args.context!r}")
-        config = model_config(args)
         if args.reply_epochs and {config.understand_head, config.elicit_head} & {"generate"}:
             raise PresalesError("--reply-epochs trains the decoder on the replies alone: it needs --understand-head "
                                 "extract and --elicit-head classify (with generate, the decoder answers those tasks too)")
