@@ -78,8 +78,9 @@ llm_crs_xfit() {
 # CRS-assisted LLM.
 for ((i = 0; i < FOLDS; i++)); do llm_fold "$i"; done
 merge_out_of_fold llm
-for ((i = 0; i < FOLDS; i++)); do eval "crs_fold_$i() { crs_fold $i; }"; done
-together $(for ((i = 0; i < FOLDS; i++)); do echo "crs_fold_$i"; done) crs_llm_xfit
+folds=()
+for ((i = 0; i < FOLDS; i++)); do folds+=("crs_fold $i"); done
+together "${folds[@]}" crs_llm_xfit
 merge_out_of_fold crs
 llm_crs_xfit
 

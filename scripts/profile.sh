@@ -33,30 +33,33 @@ llm_crs_start() {
 # Which steps go together is the scripts' schedule: on 2 CPU cores two CRS trainings on one thread each finish
 # sooner side by side than one after another on two; the LLM's do not (README, the main job's time).
 PARALLEL=${PARALLEL:-1}
-together() {  # run the named step functions: one after another, or with PARALLEL=1 at once, then wait for all
+together() {  # run the given steps ('function' or 'function arg', one word each): one after another, or with
+  # PARALLEL=1 at once, then wait for all; a step's log is named by its words ('crs_fold 0' → crs_fold_0.log)
   if [ "$PARALLEL" != 1 ]; then
-    for fn in "$@"; do "$fn"; done
+    for step in "$@"; do $step; done
     return
   fi
   mkdir -p "$OUT/logs"
-  local pids=() fn i failed=0
+  local pids=() step name i failed=0
   # the CPU cores shared out among the steps (torch's thread pool reads OMP_NUM_THREADS): each step at the
   # machine's full thread count would oversubscribe the cores, and torch's threads spin while they wait
   local threads=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))}
-  for fn in "$@"; do
+  for step in "$@"; do
+    name=${step// /_}
     # each step's own wall time goes to the end of its log
-    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; "$fn"; echo "$fn: $((SECONDS - t0)) s" ) \
-      > "$OUT/logs/$fn.log" 2>&1 &
+    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; $step; echo "$name: $((SECONDS - t0)) s" ) \
+      > "$OUT/logs/$name.log" 2>&1 &
     pids+=("$!")
-    echo "started $fn (log: $OUT/logs/$fn.log)"
+    echo "started $name (log: $OUT/logs/$name.log)"
   done
   for i in "${!pids[@]}"; do
-    fn=${@:$((i + 1)):1}
+    step=${@:$((i + 1)):1}
+    name=${step// /_}
     if wait "${pids[$i]}"; then
-      tail -n 1 "$OUT/logs/$fn.log"
+      tail -n 1 "$OUT/logs/$name.log"
     else
-      echo "error: $fn failed; the end of $OUT/logs/$fn.log:" >&2
-      tail -n 15 "$OUT/logs/$fn.log" >&2
+      echo "error: $name failed; the end of $OUT/logs/$name.log:" >&2
+      tail -n 15 "$OUT/logs/$name.log" >&2
       failed=1
     fi
   done

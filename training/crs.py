@@ -172,6 +172,14 @@ class CRSTrainArgs:
 
 # ------------------------------------------------------------------------------------ helpers
 VALUELESS_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)  # fit_valueless_threshold picks among these on valid
+
+
+def describe_row(row: dict) -> str:
+    """An epoch's log row (but its epoch and stage) as one line: 'train_loss=1.2345, ..., best=True'."""
+    return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                     if k not in ("epoch", "stage"))
+
+
 def loss_name(model: UnifiedCRS, task: str) -> str:
     """How a task's loss is logged: recommend, generate (the decoder's L_theta), extract or classify (a head)."""
     if task == "recommend":
@@ -520,9 +528,7 @@ class Trainer:
                 self.save_model(self.run.best)
                 row["best"] = True
             self.run.log(**row)
-            log.info("epoch %d (stage %d): %s", epoch + 1, stage,
-                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                               if k not in ("epoch", "stage")))
+            log.info("epoch %d (stage %d): %s", epoch + 1, stage, describe_row(row))
             self.save_checkpoint(epoch)
         if not dist.is_main:
             return
@@ -564,9 +570,7 @@ class Trainer:
             row.update(self.validate(2))
             row["seconds"] = round(time.time() - t0, 1)
             self.run.log(**row)
-            log.info("epoch %d (stage 3, the decoder alone): %s", epoch + 1,
-                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                               if k not in ("epoch", "stage")))
+            log.info("epoch %d (stage 3, the decoder alone): %s", epoch + 1, describe_row(row))
         self.best_score, self.best_epoch = row.get("valid_score", self.best_score), first_epoch + args.reply_epochs
         self.save_model(self.run.best)
         for p in self.model.parameters():
