@@ -12,6 +12,9 @@ A training writes into a staging directory beside RUN (`.RUN.staging`) and swaps
 has finished (`RunDir.staged` ... `run.commit()`): a failure, Ctrl-C or kill at any point leaves the
 previous run intact and loadable, and `--resume` continues the interrupted staging directory. A
 finished run is replaced only with `--overwrite`; two trainings into one RUN are refused (a lock).
+Python drops a KeyboardInterrupt raised inside a finaliser (`Exception ignored in ... __del__`), so a
+staged run also watches Ctrl-C itself (`watch_interrupts`): a dropped one stops it at the next epoch's
+log line, and never lets it be swapped in.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,30 @@ from uneed.arguments import save_yaml
 from uneed.device import autocast  # noqa: F401  (the training scripts import it from here)
 
 log = logging.getLogger(__name__)
+
+_interrupted = False  # set by every Ctrl-C of a process that watches them
+
+
+def _on_interrupt(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as without the watch
+
+
+def watch_interrupts() -> None:
+    """Remember every Ctrl-C. The KeyboardInterrupt is raised where Python happens to be, and when that is a
+    library object's `__del__` run by the garbage collector (seen: the `regex` package's Group.__del__ during
+    tokenisation) Python prints it and goes on; `check_interrupted` raises it again. A process that ignores
+    Ctrl-C (started with SIGINT ignored) or runs this off the main thread is left as it is."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C came that nothing acted on."""
+    if _interrupted:
+        raise KeyboardInterrupt("interrupted (Ctrl-C): the run was not swapped in")
 
 
 def set_seed(seed: int) -> None:
@@ -83,6 +112,7 @@ class RunDir:
         from training.distributed import current
         from uneed.errors import PresalesError
 
+        watch_interrupts()
         dist = current()
         final = Path(out)
         if dist.enabled:  # rank 0 prepares the staging directory, then the others read from it (--resume)
@@ -132,6 +162,7 @@ class RunDir:
 
     def commit(self) -> Path:
         """Swap the finished staging directory in as the run (the old run goes only once the new one is there)."""
+        check_interrupted()
         if self.writer and self.path != self.final and self.path.is_dir():  # a run that wrote nothing replaces nothing
             replace_dir(self.path, self.final)
             self.path = self.final
@@ -162,6 +193,7 @@ class RunDir:
         save_yaml(args, self._made() / "config.yaml")
 
     def log(self, **row: Any) -> None:
+        check_interrupted()  # every training logs each epoch: a dropped Ctrl-C stops it there
         if not self.writer:
             return
         row.setdefault("time", time.time())
