@@ -53,6 +53,8 @@ class CRSConfig:
     elicit_head: str = "generate"  # generate (the decoder writes the keys) | classify (a choice among the keys)
     valueless_threshold: float = 0.5  # extraction: a key named without a value is read above this probability
                                       # (training picks it on valid when it trains the extraction head)
+    touching_span_log_prob: float = 0.0  # extraction: log P(a span starts right where another ends), set by
+                                         # training from the train tags (crs.heads.touching_span_log_prob)
     needs_match: bool = False  # recommendation adds a learned bonus for candidates whose knowledge matches the needs
     rerank: bool = False  # the candidates' final order comes from a linear re-ranker fitted on valid (crs.rerank)
     respond_facts: bool = False  # a reply's items show all their knowledge in the source (not the first two facts)
@@ -100,6 +102,8 @@ class CRSConfig:
             raise CRSConfigError(f"max_source_len ({self.max_source_len}) + 2 exceeds max_position ({self.max_position})")
         if not 0 < self.valueless_threshold < 1:
             raise CRSConfigError(f"valueless_threshold must be in (0, 1), got {self.valueless_threshold}")
+        if not float(self.touching_span_log_prob) <= 0:
+            raise CRSConfigError(f"touching_span_log_prob is a log probability (<= 0), got {self.touching_span_log_prob}")
         if int(self.respond_context_turns) < 0:
             raise CRSConfigError(f"respond_context_turns must be 0 (all) or more, got {self.respond_context_turns!r}")
         if not 0 <= self.dropout < 1:

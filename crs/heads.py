@@ -5,7 +5,8 @@ CRS config; the paper's generative UniMIND path stays the other choice).
     ExtractionHead   understanding as character tagging: every token of the current utterance gets
                      O, B-key or I-key (BIO over the attribute keys), so a value is always a verbatim
                      span of the utterance, as every annotated value of the U-NEED release is; read
-                     off as the most likely valid BIO sequence (`viterbi_bio`); plus a
+                     off as the most likely valid BIO sequence (`viterbi_bio`), touching spans as
+                     rare as in the training tags (`touching_span_log_prob`); plus a
                      multi-label head over the keys for attributes named without a value ('年龄：'
                      in a staff question), read from the utterance's pooled encoding.
     ElicitationHead  elicitation as a choice among the attribute keys of the dialogue's domain, the
@@ -20,6 +21,7 @@ understanding or elicitation targets, and which keys each domain uses.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -143,29 +145,50 @@ def decode_bio(labels: Sequence[int], pieces: Sequence[str], keys: KeySpace) -> 
     return [(k, v.strip()) for k, v in spans if v.strip()]
 
 
-def bio_transitions(num_keys: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(allowed (L, L) bool: label i may be followed by label j; may_start (L,) bool) for L = 1 + 2K:
-    an I-key only continues a B- or I- of the same key, and no span starts with an I-key."""
+def bio_transitions(num_keys: int, touching_log_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(transition (L, L): score of label j following label i; start (L,): score of a first label) for
+    L = 1 + 2K. -inf where BIO forbids it: an I-key only continues a B- or I- of the same key, and no span
+    starts with an I-key. A span that starts right where another ends (B after B or I) scores
+    `touching_log_prob`, how often that happens in the training tags (`touching_span_log_prob`)."""
     size = 1 + 2 * num_keys
-    allowed = torch.ones(size, size, dtype=torch.bool)
+    blocked = float("-inf")
+    trans = torch.zeros(size, size)
     inside = torch.arange(2, size, 2)
-    allowed[:, inside] = False
-    allowed[inside - 1, inside] = True  # B-k -> I-k
-    allowed[inside, inside] = True  # I-k -> I-k
-    may_start = torch.ones(size, dtype=torch.bool)
-    may_start[inside] = False
-    return allowed, may_start
+    trans[:, inside] = blocked
+    trans[inside - 1, inside] = 0.0  # B-k -> I-k
+    trans[inside, inside] = 0.0  # I-k -> I-k
+    trans[1:, inside - 1] = touching_log_prob  # a span, then at once another
+    start = torch.zeros(size)
+    start[inside] = blocked
+    return trans, start
 
 
-def viterbi_bio(log_probs: torch.Tensor, allowed: torch.Tensor, may_start: torch.Tensor) -> list[int]:
-    """The most likely label sequence (T, L) -> T labels that is valid BIO (`bio_transitions`).
+def touching_span_log_prob(label_rows: Iterable[Sequence[int]]) -> float:
+    """log P(a span starts right where another ends) in training BIO rows (-100: untagged tokens skipped),
+    add-one smoothed. The tagger's per-token choices split a value into touching pieces ('款式：短',
+    '品类：靴' for 短靴; '六', '十', '四G' for 六十四G) that valid BIO allows; where the annotations never
+    touch (0 of 4,610 spans of data/small's train split) this prior keeps a value whole."""
+    spans = touching = 0
+    for row in label_rows:
+        prev = OUTSIDE
+        for label in row:
+            if label < 0:
+                continue
+            if label != OUTSIDE and (label - 1) % 2 == 0:  # a B-key
+                spans += 1
+                touching += prev != OUTSIDE
+            prev = label
+    return math.log((touching + 1) / (spans + 2))
+
+
+def viterbi_bio(log_probs: torch.Tensor, trans: torch.Tensor, start: torch.Tensor) -> list[int]:
+    """The most likely label sequence (T, L) -> T labels under the transition scores of `bio_transitions`.
     Independent per-token choices break values apart ('价位：一', '价位：千五百以下' for 一千五百以下);
     the best valid sequence keeps a span whole when its tokens agree on the key."""
     if log_probs.shape[0] == 0:
         return []
-    blocked = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
-    trans = torch.where(allowed.to(log_probs.device), torch.zeros((), dtype=log_probs.dtype), blocked)
-    score = log_probs[0] + torch.where(may_start.to(log_probs.device), torch.zeros((), dtype=log_probs.dtype), blocked)
+    trans = trans.to(log_probs.device, log_probs.dtype)
+    score = log_probs[0] + start.to(log_probs.device, log_probs.dtype)
     back = []
     for t in range(1, log_probs.shape[0]):
         best, arg = (score[:, None] + trans).max(0)

@@ -1,11 +1,12 @@
 """The CRS's classification heads (crs/heads.py) on the tiny embedded corpus: the labels, and a short
 training in which each head learns (its loss falls, it beats its baseline on the data it saw)."""
 import json
+import math
 
 import pytest
 import torch
 
-from crs.heads import KeySpace, bio_labels, bio_transitions, decode_bio, viterbi_bio
+from crs.heads import KeySpace, bio_labels, bio_transitions, decode_bio, touching_span_log_prob, viterbi_bio
 from uneed.needs import match_features
 from crs.inference import CRS
 from training.crs import main as train_main
@@ -30,8 +31,9 @@ def test_bio_labels_and_their_decoding_round_trip():
 def test_viterbi_reads_the_best_valid_bio_sequence():
     keys = KeySpace(["品类", "价位"], {"x": ["品类", "价位"]})  # labels: O, B-品类, I-品类, B-价位, I-价位
     allowed, may_start = bio_transitions(len(keys))
-    assert allowed[1, 2] and allowed[2, 2] and not allowed[0, 2] and not allowed[3, 2] and allowed[2, 3]
-    assert may_start.tolist() == [True, True, False, True, False]
+    valid = allowed > float("-inf")
+    assert valid[1, 2] and valid[2, 2] and not valid[0, 2] and not valid[3, 2] and valid[2, 3]
+    assert (may_start > float("-inf")).tolist() == [True, True, False, True, False]
 
     def lp(*rows):
         return torch.tensor(rows).log()
@@ -47,6 +49,19 @@ def test_viterbi_reads_the_best_valid_bio_sequence():
     assert viterbi_bio(probs, allowed, may_start) == [1, 2, 0]
     assert viterbi_bio(torch.zeros(0, 5), allowed, may_start) == []
     assert decode_bio([1, 2, 0], list("面霜好"), keys) == [("品类", "面霜")]
+
+
+def test_spans_touch_as_rarely_as_in_the_training_tags():
+    # labels: O, B-品类, I-品类, B-价位, I-价位; -100 marks untagged tokens
+    rows = [[-100, 1, 2, 0, 3, 4, -100], [0, 1, 2, 2, 0], [3, 4, 1, 2]]  # 5 spans, one starts where one ends
+    assert touching_span_log_prob(rows) == pytest.approx(math.log(2 / 7))
+    assert touching_span_log_prob([[0, 1, 0, 3, 4, 0]] * 50) == pytest.approx(math.log(1 / 102))
+    # one value whose tokens lean to different keys: '短' B-价位 0.6 / B-品类 0.2, '靴' I-品类 0.45 / B-品类 0.35
+    probs = torch.tensor([[0.05, 0.2, 0.1, 0.6, 0.05], [0.1, 0.35, 0.45, 0.05, 0.05]]).log()
+    keys = KeySpace(["品类", "价位"], {"x": ["品类", "价位"]})
+    assert viterbi_bio(probs, *bio_transitions(len(keys))) == [3, 1]  # split into two touching spans
+    never = touching_span_log_prob([[0, 1, 2, 0]] * 1000)  # annotations that never touch
+    assert viterbi_bio(probs, *bio_transitions(len(keys), never)) == [1, 2]  # one span: 品类 短靴
 
 
 def test_match_features_by_hand():

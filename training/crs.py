@@ -33,7 +33,7 @@ from crs.catalog import Catalog, initial_item_embeddings, popularity
 from crs.config import CRSConfig, preset
 from crs.data import Encoder, Features, batches, collate
 from crs.evaluate import CONTEXTS, headline, own_context, predict_samples, score_predictions, split_examples
-from crs.heads import KeySpace
+from crs.heads import KeySpace, touching_span_log_prob
 from crs.inference import CRS, save_item_groups, save_item_texts
 from crs.model import UnifiedCRS, build_tokenizer
 from crs.rerank import Reranker, design_rows
@@ -342,6 +342,10 @@ class Trainer:
                                keys=self.model.keys, head_tasks=c.head_tasks, item_values=self.item_values)
         self.train_feats = self.encoder.encode_all(self.train_examples, "train")
         self.valid_feats = self.encoder.encode_all(self.valid_examples, "valid")
+        if c.understand_head == "extract":
+            c.touching_span_log_prob = touching_span_log_prob(f.tag_labels for f in self.train_feats
+                                                              if f.task == "understand")
+            log.info("extraction: log P(touching spans) %.2f in the train tags", c.touching_span_log_prob)
         n = {t: sum(f.task == t for f in self.train_feats) for t in ("understand", "elicit", "recommend", "respond")}
         log.info("train samples: %s; valid samples: %d; catalog: %d items", n, len(self.valid_feats), len(self.catalog))
 
