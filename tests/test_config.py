@@ -69,8 +69,10 @@ def test_a_config_with_a_bom_is_read(tmp_path):
 
 
 def test_every_model_field_is_settable_from_the_config_file(tmp_path):
-    # use_llm follows --llm-predictions; valueless_threshold is chosen on valid after training
-    crs_fields = {f.name for f in dataclasses.fields(CRSConfig)} - {"use_llm", "max_new_tokens", "valueless_threshold"}
+    # use_llm follows --llm-predictions; valueless_threshold is chosen on valid after training, and
+    # touching_span_log_prob counted in the train tags
+    crs_fields = {f.name for f in dataclasses.fields(CRSConfig)} - {"use_llm", "max_new_tokens", "valueless_threshold",
+                                                                    "touching_span_log_prob"}
     assert crs_fields <= {f.name for f in dataclasses.fields(CRSTrainArgs)}
     llm_fields = {f.name for f in dataclasses.fields(EmbeddedSize)}
     assert llm_fields <= {f.name for f in dataclasses.fields(LLMBaseArgs)}
