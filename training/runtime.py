@@ -52,6 +52,8 @@ def watch_interrupts() -> None:
     library object's `__del__` run by the garbage collector (seen: the `regex` package's Group.__del__ during
     tokenisation) Python prints it and goes on; `check_interrupted` raises it again. A process that ignores
     Ctrl-C (started with SIGINT ignored) or runs this off the main thread is left as it is."""
+    global _interrupted
+    _interrupted = False  # a new run: a Ctrl-C that stopped an earlier one in this process (a notebook) is done with
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
