@@ -116,8 +116,7 @@ def test_a_killed_retraining_leaves_the_previous_run_intact(finished, tiny_corpu
 
 
 DROPPED_CTRL_C = """
-import os, signal, sys
-from pathlib import Path
+import signal, sys
 from training.runtime import RunDir
 
 run = RunDir.staged(sys.argv[1], overwrite=True)
