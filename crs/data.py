@@ -22,6 +22,7 @@ import torch
 
 from uneed.device import pad_multiple, round_up
 from uneed.needs import ItemValues, match_features
+from uneed.replies import clause_prefixes
 from uneed.tasks import CRSExample, parse_keys, parse_tags
 
 from .catalog import Catalog
@@ -88,7 +89,14 @@ class Encoder:
         return [self.bos] + ids + [self.eos], truncated
 
     def target(self, text: str) -> list[int]:
-        return self.ids(text)[: max(1, self.max_target_len - 1)] + [self.eos]
+        """The target's tokens and </s> within max_target_len; a longer target is cut after its last whole
+        clause that fits (uneed.replies.clause_prefixes), or mid-clause when none fits."""
+        ids = self.ids(text)
+        room = max(1, self.max_target_len - 1)
+        if len(ids) > room:
+            whole = (p for p in map(self.ids, clause_prefixes(text)) if len(p) <= room)
+            ids = next(whole, ids[:room])
+        return ids + [self.eos]
 
     def encode(self, ex: CRSExample) -> Features:
         if ex.task == "understand" and "understand" in self.head_tasks:

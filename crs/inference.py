@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -301,6 +302,7 @@ class CRS:
         """Greedy (or beam) decoding of generation features, batched by length; outputs in input order."""
         out: list[str] = [""] * len(feats)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))
+        capped = Counter()  # task -> outputs that reached the length cap without ending
         self.model.eval()
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
@@ -314,8 +316,14 @@ class CRS:
                 ids = self.model.generate(batch["input_ids"], batch["attention_mask"], n_new, self.config.num_beams,
                                           self.config.no_repeat_ngram if reply else 0,
                                           self.tok.all_special_ids if reply else ())
+            capped[task] += int((ids[:, 1:] != self.encoder.eos).all(1).sum())
             for i, text in zip(idx, self._gen_text(ids)):
                 out[i] = text
+        for task, n in capped.items():
+            if n:  # an output cut mid-clause: the model did not learn to end (crs.data.Encoder.target)
+                log.info("%s: %d of %d outputs reached the length cap of %d tokens without ending", task, n,
+                         sum(f.task == task for f in feats), max_new_tokens or self.config.max_new_tokens.get(
+                             task, self.config.max_target_len))
         return out
 
     def user_vectors(self, feats: Sequence[Features]) -> tuple[np.ndarray, list[dict[int, float]]]:

@@ -80,6 +80,21 @@ def test_truncation_keeps_the_latest_turns_and_the_prompt():
     assert ids[0] == enc.bos and ids[-1] == enc.eos
 
 
+def test_a_target_too_long_is_cut_after_its_last_whole_clause():
+    tok = build_tokenizer(["一二三四五六七八九十，。"])
+    from crs.catalog import Catalog
+
+    enc = Encoder(tok, Catalog(["a"]), max_source_len=40, max_target_len=8)
+    def text(ids):
+        assert ids[-1] == enc.eos and len(ids) <= 8
+        return tok.decode(ids[:-1]).replace(" ", "")
+    assert text(enc.target("一二三，四五六，七八九")) == "一二三，四五六"  # the comma before the cut goes
+    assert text(enc.target("一二。三四五六，七八九")) == "一二。三四五六"
+    assert text(enc.target("一二三。四五六七八九")) == "一二三。"  # a sentence's end stays
+    assert text(enc.target("一二三四五六七八九")) == "一二三四五六七"  # no clause fits: cut mid-clause
+    assert text(enc.target("一二三，四五")) == "一二三，四五"  # a target that fits stays whole
+
+
 def test_a_prefix_stays_whole_at_the_start_and_the_history_after_it_loses_its_oldest_tokens():
     tok = build_tokenizer(["早晚一二三四五六七八九十"])
     from crs.catalog import Catalog

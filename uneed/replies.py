@@ -123,6 +123,21 @@ def evaluate_replies(samples: Sequence[TaskSample], replies: Sequence[str], item
 
 
 _CLAUSE_END = re.compile(r"([，,。；;！!？?\n]+)")
+_SENTENCE_END = frozenset("。！!？?")
+
+
+def clause_prefixes(text: str) -> list[str]:
+    """The text's prefixes that end a whole clause, longest first: each cut at a clause's punctuation,
+    which stays only when it ends a sentence ('。', '！', '？'), as a reply would end. A training target
+    too long for the model is cut to one of these, so the model learns to stop after a whole clause
+    (cut at a fixed length, 35% of the train replies taught it to stop mid-word: '…用后肌价位很少见，添')."""
+    out = []
+    for m in _CLAUSE_END.finditer(text):
+        keep = "".join(ch for ch in m.group(1) if ch in _SENTENCE_END)[:1]
+        prefix = (text[:m.start()] + keep).strip()
+        if prefix and prefix != text:
+            out.append(prefix)
+    return out[::-1]
 
 
 def faithful_reply(reply: str, ref: ReplyReference) -> str:
