@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -164,24 +165,32 @@ def test_faithful_reply_cuts_the_clauses_that_state_untrue_values_by_hand():
     kept = "有问题随时找我"
     assert faithful_reply(kept, ref) is kept
     assert faithful_reply(reply, ReplyReference(known_values=ref.known_values)) == reply  # presents no item: no check
+    # an item whose knowledge has nothing a reply could state (its price range '中' only): every stated value
+    # is cut, whatever its relation, and what is said of no value stays
+    bare = ReplyReference(item_values=frozenset({"中"}), has_items=True, known_values=ref.known_values | {"中"},
+                          value_relations={"流畅": frozenset({"功能需求"})}, item_relations=frozenset({"价格区间"}))
+    assert faithful_reply("这一款，6GB运行内存，玩游戏也流畅，品质有保障", bare) == "这一款，品质有保障"
+    judged_only = dataclasses.replace(bare, item_values=frozenset({"中", "6GB"}))  # one stateable value
+    assert faithful_reply("这一款，6GB运行内存，玩游戏也流畅，品质有保障", judged_only) == "这一款，6GB运行内存，玩游戏也流畅，品质有保障"
 
 
-def test_faithful_targets_leave_only_true_values_in_the_train_replies(tiny_corpus_dir):
+def test_faithful_targets_leave_only_founded_values_in_the_train_replies(tiny_corpus_dir):
     from uneed.corpus import load_corpus
     from uneed.metrics import untrue_values
-    from uneed.replies import faithful_targets, reply_references
+    from uneed.replies import faithful_targets, reply_references, unfounded_values
     from uneed.tasks import build_samples
 
     corpus = load_corpus(tiny_corpus_dir)
     samples = build_samples(corpus, "train")
     before = reply_references(samples, corpus.items)
+    unfounded = sum(len(unfounded_values(str(s.target), r)) for s, r in zip(samples, before))
     untrue = sum(len(untrue_values(str(s.target), r)) for s, r in zip(samples, before))
     out, stats = faithful_targets(samples, corpus.items)
-    assert untrue > 0 and stats["untrue_values"] == untrue and stats["cut"] > 0
+    assert unfounded > untrue > 0 and stats["unfounded_values"] == unfounded and stats["cut"] > 0
     assert len(out) == len(samples) - stats["dropped"]
     assert stats["replies"] == sum(s.task == "respond" for s in samples)
     after = reply_references(out, corpus.items)
-    assert not any(untrue_values(str(s.target), r) for s, r in zip(out, after))
+    assert not any(unfounded_values(str(s.target), r) for s, r in zip(out, after))
     by_key = {s.key: s for s in samples}
     for s in out:
         old = by_key[s.key]

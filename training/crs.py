@@ -138,7 +138,8 @@ class CRSTrainArgs:
                                                           "epoch is kept (one process)"})
     reply_lr: float = field(default=1e-3, metadata={"help": "stage 3's starting learning rate (decays linearly to 0)"})
     faithful_replies: bool = field(default=True, metadata={"help": "train on the replies without their clauses that "
-                                                                  "state a value untrue of their items "
+                                                                  "state a value untrue of their items, or any value "
+                                                                  "where their items' knowledge gives none "
                                                                   "(uneed.replies.faithful_targets)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})

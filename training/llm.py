@@ -96,7 +96,8 @@ class LLMTrainArgs:
                                                                  "--repeat-respond: once, the LLM's questions asked for "
                                                                  "the brand whatever attribute the prompt named"})
     faithful_replies: bool = field(default=True, metadata={"help": "train on the replies without their clauses that "
-                                                                  "state a value untrue of their items "
+                                                                  "state a value untrue of their items, or any value "
+                                                                  "where their items' knowledge gives none "
                                                                   "(uneed.replies.faithful_targets)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0: full fine-tuning (every weight trains: the "
                                                       "right setup for the few-million-parameter embedded base)"})

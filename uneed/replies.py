@@ -11,9 +11,12 @@ and the item knowledge alone (so the CRS and the LLM evaluations build the same 
                             ('预算' for 价位, '多大' for 年龄), so a paraphrased question counts
 
 Faithful training targets (`faithful_targets`): a staff reply that states a value its items' knowledge
-refutes ('玩游戏也流畅' for a phone whose knowledge has no 流畅) teaches a model to state it too. Such
-clauses are cut from the train split's replies before a model learns from them; the gold replies of
-the evaluated splits stay whole.
+refutes ('玩游戏也流畅' for a phone whose knowledge has no 流畅) teaches a model to state it too. So does
+a reply about items whose knowledge has nothing a reply could state (an item_kg.txt line with only its
+category and price range): its every stated value is invented, as far as the model can see, and a model
+taught on them answers such items with a reply of facts from anywhere ('…500万像素…烟酰胺' for a pair of
+shoes). Such clauses (`unfounded_values`) are cut from the train split's replies before a model learns
+from them; the gold replies of the evaluated splits stay whole.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
 
 from .corpus import CATEGORY_RELATION, Item
-from .metrics import ReplyReference, evaluate, untrue_values
+from .metrics import MIN_STATED_LEN, ReplyReference, evaluate, stated_values, untrue_values
 from .tasks.samples import TaskSample
 from .tasks.text import split_tag
 
@@ -140,16 +143,24 @@ def clause_prefixes(text: str) -> list[str]:
     return out[::-1]
 
 
+def unfounded_values(reply: str, ref: ReplyReference) -> list[str]:
+    """The values a training reply must not teach: those untrue of its items (untrue_values) and, where
+    its items' knowledge holds no value a reply could state, every value it states."""
+    if ref.has_items and not any(len(v) >= MIN_STATED_LEN for v in ref.item_values & ref.known_values):
+        return stated_values(reply, ref.known_values)
+    return untrue_values(reply, ref)
+
+
 def faithful_reply(reply: str, ref: ReplyReference) -> str:
-    """The reply without its clauses (cut at punctuation) that state a value untrue of its items;
+    """The reply without its clauses (cut at punctuation) that state an unfounded value (`unfounded_values`);
     '' when no clause is left."""
-    if not untrue_values(reply, ref):
+    if not unfounded_values(reply, ref):
         return reply
     pieces = _CLAUSE_END.split(reply)  # clause, punctuation, clause, ...
     kept: list[str] = []
     for i in range(0, len(pieces), 2):
         clause, punct = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
-        if clause.strip() and not untrue_values(clause, ref):
+        if clause.strip() and not unfounded_values(clause, ref):
             kept += [clause, punct]
         elif kept and punct:  # the clause before a dropped one ends as the dropped one did ('；' ending a list item)
             kept[-1] = punct
@@ -157,10 +168,10 @@ def faithful_reply(reply: str, ref: ReplyReference) -> str:
 
 
 def faithful_targets(samples: Sequence[TaskSample], items: Mapping[str, Item]) -> tuple[list[TaskSample], dict]:
-    """The samples with each reply's untrue clauses cut (`faithful_reply`); a reply with nothing left is
-    left out. Returns the samples and {'replies', 'cut', 'dropped', 'untrue_values'} counts."""
+    """The samples with each reply's unfounded clauses cut (`faithful_reply`); a reply with nothing left is
+    left out. Returns the samples and {'replies', 'cut', 'dropped', 'unfounded_values'} counts."""
     refs = reply_references(samples, items)
-    out, stats = [], Counter(replies=0, cut=0, dropped=0, untrue_values=0)
+    out, stats = [], Counter(replies=0, cut=0, dropped=0, unfounded_values=0)
     for s, ref in zip(samples, refs):
         if s.task != "respond":
             out.append(s)
@@ -168,7 +179,7 @@ def faithful_targets(samples: Sequence[TaskSample], items: Mapping[str, Item]) -
         stats["replies"] += 1
         text = faithful_reply(str(s.target), ref)
         if text != s.target:
-            stats["untrue_values"] += len(untrue_values(str(s.target), ref))
+            stats["unfounded_values"] += len(unfounded_values(str(s.target), ref))
             stats["cut" if text else "dropped"] += 1
         if text:
             out.append(s if text == s.target else dataclasses.replace(s, target=text))
@@ -177,5 +188,6 @@ def faithful_targets(samples: Sequence[TaskSample], items: Mapping[str, Item]) -
 
 def describe_cuts(stats: Mapping[str, int]) -> str:
     """faithful_targets' counts in words, for a log line."""
-    return (f"{stats['cut']} of {stats['replies']} replies cut to the clauses true of their items "
-            f"({stats['untrue_values']} untrue values), {stats['dropped']} left out")
+    return (f"{stats['cut']} of {stats['replies']} replies cut to the clauses their items' knowledge founds "
+            f"({stats['unfounded_values']} values untrue of their items or stated of items whose knowledge "
+            f"gives none), {stats['dropped']} left out")
