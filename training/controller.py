@@ -151,15 +151,18 @@ def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Seque
     return out
 
 
-def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float = 0.0) -> list[TraceStep]:
+def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float = 0.0,
+                 opening_share: float = 0.0) -> list[TraceStep]:
     """A seeded sample of n steps (all when n <= 0); with decide_share, at least that share of the sample
-    (as far as there are enough) is 'decide' steps: the ones that carry the controller's choice."""
+    (as far as there are enough) is 'decide' steps: the ones that carry the controller's choice; with
+    opening_share, at least that share is turn openings ('extract' steps: read the new message first)."""
     if n <= 0 or n >= len(steps):
         return steps
     rng = random.Random(seed)
-    decide = [s for s in steps if s.kind == "decide"]
-    n_decide = min(len(decide), round(n * decide_share))
-    chosen = rng.sample(decide, n_decide)
+    chosen: list[TraceStep] = []
+    for kind, share in (("decide", decide_share), ("extract", opening_share)):
+        of_kind = [s for s in steps if s.kind == kind]
+        chosen += rng.sample(of_kind, min(len(of_kind), round(n * share)))
     taken = {id(s) for s in chosen}
     rest = [s for s in steps if id(s) not in taken]
     chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
@@ -190,6 +193,8 @@ class ControllerTrainArgs:
     max_train_samples: int = field(default=3000, metadata={"help": "trace steps sampled for training (0: all)"})
     decide_share: float = field(default=0.75, metadata={"help": "share of the sampled train steps that are ask/recommend "
                                                                 "decisions (the rest: extract, lookup, reply)"})
+    opening_share: float = field(default=0.0, metadata={"help": "share of the sampled train steps that are turn "
+                                                                  "openings, where extract_needs is called first"})
     max_valid_samples: int = field(default=200, metadata={"help": "trace steps for the validation loss (0: all)"})
     max_test_decisions: int = field(default=0, metadata={"help": "test decision points scored (0: all)"})
     max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes (0: none)"})
@@ -206,8 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.tool_format not in TOOL_FORMATS:
         raise PresalesError(f"--tool-format must be one of {', '.join(TOOL_FORMATS)}, got {args.tool_format!r}")
-    if not 0 <= args.decide_share <= 1:
-        raise PresalesError(f"--decide-share must be in [0, 1], got {args.decide_share}")
+    if not (0 <= args.decide_share <= 1 and 0 <= args.opening_share <= 1 and args.decide_share + args.opening_share <= 1):
+        raise PresalesError(f"--decide-share and --opening-share must be in [0, 1] and add up to at most 1, got "
+                            f"{args.decide_share} and {args.opening_share}")
     if args.lora_r < 0:
         raise PresalesError(f"--lora-r must be 0 (full fine-tuning) or a LoRA rank, got {args.lora_r}")
     from training.distributed import launched
@@ -245,7 +251,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
     tools = tool_schemas()
 
     train_steps = sample_steps(corpus_traces(corpus, "train", args.seed), args.max_train_samples, args.seed,
-                               args.decide_share)
+                               args.decide_share, args.opening_share)
     valid_steps = sample_steps(corpus_traces(corpus, "valid", args.seed), args.max_valid_samples, args.seed)
     train_ex = build_examples(train_steps, tokenizer, settings, tools, args.tool_format)
     valid_ex = build_examples(valid_steps, tokenizer, settings, tools, args.tool_format)
