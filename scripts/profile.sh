@@ -46,9 +46,10 @@ together() {  # run the given steps ('function' or 'function arg', one word each
   local threads=${OMP_NUM_THREADS:-$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))}
   for step in "$@"; do
     name=${step// /_}
-    # each step's own wall time goes to the end of its log
-    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; $step; echo "$name: $((SECONDS - t0)) s" ) \
-      > "$OUT/logs/$name.log" 2>&1 &
+    # each step's own wall time goes to the end of its log; a log is appended to, never replaced: running the
+    # job again (which skips the finished steps) keeps the logs of the trainings that made them
+    ( export OMP_NUM_THREADS=$threads; t0=$SECONDS; echo "--- $(date -u '+%Y-%m-%d %H:%M:%S') UTC ---"; $step
+      echo "$name: $((SECONDS - t0)) s" ) >> "$OUT/logs/$name.log" 2>&1 &
     pids+=("$!")
     echo "started $name (log: $OUT/logs/$name.log)"
   done

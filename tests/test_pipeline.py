@@ -16,7 +16,7 @@ def run_script(out: Path, data: Path, parallel: bool = False) -> subprocess.Comp
 
 def test_run_default_tiny_end_to_end(tmp_path):
     """First with PARALLEL=1 (the default: steps that wait on nothing run at once, a log each), then again
-    one step after another, which finds everything done."""
+    one step after another, which finds everything done, then side by side again (the logs are kept)."""
     out, data = tmp_path / "run", tmp_path / "data"
     done = run_script(out, data, parallel=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -53,6 +53,11 @@ def test_run_default_tiny_end_to_end(tmp_path):
     again = run_script(out, data)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing retrained, no report made again
+    # and once more with the steps side by side: the skipped steps' logs keep the trainings that made them
+    assert run_script(out, data, parallel=True).returncode == 0
+    kept = (out / "logs" / "train_crs.log").read_text("utf-8")
+    assert kept.startswith(logs["train_crs"]) and " training.crs: " in kept
+    assert kept.rstrip().splitlines()[-1].startswith("train_crs: ") and kept.count("--- ") == 2
 
     # cross-fitting after it (scripts/cross_fit.sh): the fold CRSs beside the cross-fitted LLM-assisted CRS,
     # both cross-fitted receivers in the tables beside the in-sample ones
