@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, end to end on CPU (44 minutes on 2 cores: README):
+# The main job on the embedded default, end to end on CPU (43 minutes on 2 cores: README):
 #   corpus → LLM pre-training → LLM instruction tuning → the CRS beside the LLM-assisted CRS → CRS-assisted LLM → controller
 #   → the paper's tables → replay of the test split and simulated shoppers through both graphs
 # and an agent run directory that `presales chat --run runs/default` loads.
