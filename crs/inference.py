@@ -302,12 +302,12 @@ class CRS:
         """Greedy (or beam) decoding of generation features, batched by length; outputs in input order."""
         out: list[str] = [""] * len(feats)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))
-        capped = Counter()  # task -> outputs that reached the length cap without ending
+        capped, caps = Counter(), {}  # task -> outputs that reached the length cap without ending; task -> that cap
         self.model.eval()
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
             task = feats[idx[0]].task
-            n_new = max_new_tokens or self.config.max_new_tokens.get(task, self.config.max_target_len)
+            n_new = caps[task] = max_new_tokens or self.config.max_new_tokens.get(task, self.config.max_target_len)
             batch = collate([Features(feats[i].key, "gen", "", feats[i].input_ids, labels=[0]) for i in idx],
                             self.encoder.pad, self.device)
             with torch.no_grad(), autocast(self.device):
@@ -322,8 +322,7 @@ class CRS:
         for task, n in capped.items():
             if n:  # an output cut mid-clause: the model did not learn to end (crs.data.Encoder.target)
                 log.info("%s: %d of %d outputs reached the length cap of %d tokens without ending", task, n,
-                         sum(f.task == task for f in feats), max_new_tokens or self.config.max_new_tokens.get(
-                             task, self.config.max_target_len))
+                         sum(f.task == task for f in feats), caps[task])
         return out
 
     def user_vectors(self, feats: Sequence[Features]) -> tuple[np.ndarray, list[dict[int, float]]]:
