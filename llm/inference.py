@@ -8,7 +8,7 @@ one with `make_sample(task, context, current=..., needs=..., candidates=...)`.
     llm = LLM.load("runs/llm")                      # a run dir, an adapter dir or a plain HF model dir
     tags = llm.understand([sample])[0]             # ['品类：面霜', '功效：保湿']
     keys = llm.elicit([sample])[0]                 # ['价位']
-    item = llm.recommend([sample], corpus.items)[0]  # an id among sample.candidates, or None
+    item = llm.recommend([sample], corpus.items)[0]  # the id among sample.candidates whose letter scores highest
     text = llm.respond([sample], corpus.items)[0]  # '亲，预算多少呢'
 
 Behaviour at the edges:
@@ -19,7 +19,8 @@ Behaviour at the edges:
   - generation is greedy (do_sample=False) with the KV cache, batched with left padding; on CPU a
     plain Qwen2 model decodes in bare torch (llm/decoding.py: the same tokens, about twice as fast),
     anything else through `model.generate`;
-  - text that does not parse gives [] / None / '' for that sample and one WARNING line per call.
+  - a recommendation is not generated: the candidates' letters are scored (llm/letters.py);
+  - text that does not parse gives [] / '' for that sample and one WARNING line per call.
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ from uneed.schema import USER
 from uneed.tasks import TaskSample, Utterance, format_keys, format_tags
 
 from .decoding import lean_decoder
-from .model import LLM_CONFIG, load_base, load_tokenizer, read_llm_config
-from .parsing import ParseStats, parse_elicit, parse_recommend, parse_respond, parse_understand
+from .model import LLM_CONFIG, load_base, load_tokenizer, plain_lm_head, read_llm_config
+from .parsing import ParseStats, parse_elicit, parse_respond, parse_understand
 from .prompts import PromptSettings, fit_record, render_prompt
 from .spans import SpanValues, token_texts
 
@@ -399,16 +400,77 @@ class LLM:
         return out
 
     def recommend(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
-                  crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str | None]:
-        """One item id per sample, chosen among its (at most 20, lettered A-T) candidates; None if unreadable."""
+                  crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8) -> list[str]:
+        """One item id per sample: the candidate (of at most 20, lettered A-T) whose letter scores highest
+        (llm.letters: the model's letter probability and the fitted prior of the letter's position)."""
         self._check_task(samples, "recommend")
-        stats = ParseStats()
-        texts = self.complete(samples, items, crs_predictions, batch_size)
-        out = [parse_recommend(t, self._lettered(s, crs_predictions), stats) for s, t in zip(samples, texts)]
-        self._report(stats, "recommend")
+        return [self.lettered(s, crs_predictions)[i] for s, i in
+                zip(samples, self.letter_choices(samples, items, crs_predictions, batch_size))]
+
+    def letter_scores(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                      crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
+                      progress: bool = False) -> list[list[float]]:
+        """Per recommendation sample, the log-probability of each candidate's letter as the answer's first
+        token, normalised over its candidates' letters (one forward pass, no generation)."""
+        import torch
+
+        from .letters import letter_token_ids
+
+        samples = list(samples)
+        if not samples:
+            return []
+        self._check_task(samples, "recommend")
+        cuts: list = []
+        prompts = [self.prompt_for(s, items, (crs_predictions or {}).get(s.key), cuts) for s in samples]
+        if cuts:
+            log.info("recommend: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
+                     "dialogue, e.g. %s: %s", len(cuts), len(samples), self.max_context, *cuts[0])
+        sizes = [len(self.lettered(s, crs_predictions)) for s in samples]
+        letter_ids = letter_token_ids(self.tokenizer, max(sizes))
+        encoded = [self.tokenizer(p, add_special_tokens=True, verbose=False)["input_ids"][-self.max_context:]
+                   for p in prompts]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else \
+            (self.tokenizer.eos_token_id or 0)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[list[float]] = [[] for _ in samples]
+        bar = progress_bar(total=len(encoded), desc="letters", leave=False) if progress else None
+        for start in range(0, len(order), max(1, batch_size)):
+            batch = order[start:start + max(1, batch_size)]
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding: every prompt ends at the last position
+                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate() numbers a left-padded prompt
+            inputs = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=positions.to(self.device))
+            with torch.inference_mode(), autocast(self.device):
+                if plain_lm_head(self.model):  # the head at the last position only, not over the whole prompt
+                    base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+                    hidden = base.base_model(**inputs).last_hidden_state[:, -1]
+                    logits = base.get_output_embeddings()(hidden).float()
+                else:
+                    logits = self.model(**inputs).logits[:, -1].float()
+            for row, i in enumerate(batch):
+                out[i] = logits[row, letter_ids[:sizes[i]]].log_softmax(-1).tolist()
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
         return out
 
-    def _lettered(self, sample: TaskSample, crs_predictions: Mapping[str, object] | None) -> list[str]:
+    def letter_choices(self, samples: Sequence[TaskSample], items: Mapping[str, Item] | None = None,
+                       crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
+                       progress: bool = False) -> list[int]:
+        """The chosen letter's index of each recommendation sample (llm.letters.choose)."""
+        from .letters import choose
+
+        prior, weight = self.settings.recommend_prior, self.settings.recommend_prior_weight
+        return [choose(scores, prior, weight)
+                for scores in self.letter_scores(samples, items, crs_predictions, batch_size, progress)]
+
+    def lettered(self, sample: TaskSample, crs_predictions: Mapping[str, object] | None) -> list[str]:
         """The candidates in the order its prompt lettered them (fit_record)."""
         from uneed.tasks.llm_format import lettered_candidates
 
@@ -428,20 +490,29 @@ class LLM:
                 progress: bool = False) -> list[dict]:
         """Prediction-file rows {key, task, prediction, raw}: text for understand/elicit/respond,
         [item_id] (or []) for recommend - what uneed.tasks.write_predictions writes."""
+        from uneed.tasks import letters
+
         samples = list(samples)
-        texts = self.complete(samples, items, crs_predictions, batch_size, progress)
-        rows, stats = [], {t: ParseStats() for t in ("understand", "elicit", "recommend", "respond")}
-        for s, raw in zip(samples, texts):
+        recs = [i for i, s in enumerate(samples) if s.task == "recommend"]
+        others = [i for i, s in enumerate(samples) if s.task != "recommend"]
+        texts = dict(zip(others, self.complete([samples[i] for i in others], items, crs_predictions, batch_size,
+                                               progress)))
+        chosen = dict(zip(recs, self.letter_choices([samples[i] for i in recs], items, crs_predictions, batch_size,
+                                                    progress)))
+        rows, stats = [], {t: ParseStats() for t in ("understand", "elicit", "respond")}
+        for i, s in enumerate(samples):
             st = stats.setdefault(s.task, ParseStats())
-            if s.task == "understand":
-                pred: object = format_tags(parse_understand(raw, st))
-            elif s.task == "elicit":
-                pred = format_keys(parse_elicit(raw, st))
-            elif s.task == "recommend":
-                choice = parse_recommend(raw, self._lettered(s, crs_predictions), st)
-                pred = [choice] if choice else []
+            if s.task == "recommend":
+                raw = letters(chosen[i] + 1)[-1]
+                pred: object = [self.lettered(s, crs_predictions)[chosen[i]]]
             else:
-                pred = parse_respond(raw, st)
+                raw = texts[i]
+                if s.task == "understand":
+                    pred = format_tags(parse_understand(raw, st))
+                elif s.task == "elicit":
+                    pred = format_keys(parse_elicit(raw, st))
+                else:
+                    pred = parse_respond(raw, st)
             rows.append({"key": s.key, "task": s.task, "prediction": pred, "raw": raw})
         for task, st in stats.items():
             self._report(st, task)

@@ -153,6 +153,17 @@ def load_base(path: str | Path, trust_remote_code: bool = False, dtype=None, dev
     return model, tokenizer
 
 
+# decoders whose logits are exactly the LM head over the body's last hidden state (no scaling or capping)
+PLAIN_HEAD_MODELS = ("qwen2", "qwen3", "llama", "mistral")
+
+
+def plain_lm_head(model) -> bool:
+    """Whether the model's logits at chosen positions may be had by running its LM head on the body's
+    hidden states there (training.llm.answer_loss, LLM.letter_scores) rather than over every position."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base.config, "model_type", None) in PLAIN_HEAD_MODELS and base.get_output_embeddings() is not None
+
+
 def save_llm_config(path: str | Path, **values) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

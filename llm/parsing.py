@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from uneed.tasks import letters, parse_keys, parse_tags
+from uneed.tasks import parse_keys, parse_tags
 
 from .prompts import cut_at_stop
 
@@ -69,28 +69,6 @@ def parse_elicit(text: Any, stats: ParseStats | None = None) -> list[str]:
     keys, bad = parse_keys(text)
     _note(stats, text, not bad and bool(keys), "elicit", bad)
     return keys
-
-
-_LETTER_RE = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
-
-
-def parse_recommend(text: Any, candidates: Sequence[str], stats: ParseStats | None = None) -> str | None:
-    """The candidate item id the text names: the first standalone letter within A..(A+n-1), else a
-    candidate id written out in full; None when neither is there."""
-    text = clean_output(text)
-    labels = letters(min(len(candidates), 26))
-    for match in _LETTER_RE.finditer(text.upper() if len(text) <= 2 else text):
-        letter = match.group(1)
-        if letter in labels:
-            choice = candidates[labels.index(letter)]
-            _note(stats, text, True, "recommend")
-            return choice
-    for cand in candidates:
-        if cand and cand in text:
-            _note(stats, text, True, "recommend")
-            return cand
-    _note(stats, text, False, "recommend", text)
-    return None
 
 
 def parse_respond(text: Any, stats: ParseStats | None = None) -> str:

@@ -84,6 +84,13 @@ class PromptSettings:
     # popularity baseline's choice (A) and learns when the needs point elsewhere ({}: the data's order;
     # a CRS ranking, when given, orders them instead). Measured: README, the LLM.
     candidate_popularity: dict[str, float] = field(default_factory=dict)
+    # A recommendation is the candidate letter of highest score: the model's log-probability of the letter
+    # plus recommend_prior_weight x the log share of train answers at that letter (recommend_prior, A first).
+    # The weight is fitted on the valid split after training (llm.letters.fit_prior_weight; 0: the model
+    # alone). The embedded LLM's choices off A were right 1 time in 35 on test while A was right 0.23 of the
+    # time: the fitted weight keeps it on A unless it is sure (README, the LLM).
+    recommend_prior: list[float] = field(default_factory=list)
+    recommend_prior_weight: float = 0.0
     # greedy decoding of a task's output never repeats an n-gram of it (0: off): the embedded LLM's replies
     # repeated themselves ('混合性，还是混合性') in 15% of the test replies without it (README, the LLM)
     no_repeat_ngram: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NO_REPEAT_NGRAM))

@@ -367,13 +367,17 @@ def test_decision_steps_can_fill_a_share_of_the_training_sample(corpus):
     steps = corpus_traces(corpus, "train")
     decide = sum(s.kind == "decide" for s in steps)
     n = min(len(steps) - 1, 2 * decide)
-    sample = sample_steps(steps, n, seed=3, decide_share=0.5)
+    sample = sample_steps(steps, n, seed=3, shares={"decide": 0.5})
     assert len(sample) == n and sum(s.kind == "decide" for s in sample) >= n // 2
-    assert [s.key for s in sample] == [s.key for s in sample_steps(steps, n, seed=3, decide_share=0.5)]
-    openings = sum(s.kind == "extract" for s in sample)
-    both = sample_steps(steps, n, seed=3, decide_share=0.5, opening_share=0.3)
-    assert sum(s.kind == "decide" for s in both) >= n // 2 and sum(s.kind == "extract" for s in both) >= round(0.3 * n)
-    assert round(0.3 * n) > openings  # the share raised the openings above what the draw gave
+    assert [s.key for s in sample] == [s.key for s in sample_steps(steps, n, seed=3, shares={"decide": 0.5})]
+    drawn = {kind: sum(s.kind == kind for s in sample) for kind in ("extract", "lookup", "reply")}
+    shares = {"decide": 0.3, "extract": 0.3, "lookup": 0.15, "reply": 0.25}
+    both = sample_steps(steps, n, seed=3, shares=shares)
+    assert len(both) == n
+    for kind, share in shares.items():
+        assert sum(s.kind == kind for s in both) >= min(int(share * n), sum(s.kind == kind for s in steps))
+    for kind in drawn:  # each share raised its kind above what the draw gave
+        assert min(int(shares[kind] * n), sum(s.kind == kind for s in steps)) > drawn[kind]
     # what the controller reads after extract_needs carries the counts it decides by
     extract_result = next(s for s in steps if s.kind == "decide").messages[-1].content
     assert extract_result.startswith("识别到的需求：") and "已问属性" in extract_result and "已推荐" in extract_result

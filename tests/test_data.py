@@ -76,6 +76,13 @@ def test_bad_json_and_missing_files(samples_copy, tmp_path, capsys):
     (samples_copy / "test_dialogue.json").write_text("[{", encoding="utf-8")
     with pytest.raises(CorpusError, match="not valid JSON"):
         load_corpus(samples_copy)
+    # a train or valid file cut short: the headline says the JSON is broken, not that the split is empty
+    valid = samples_copy / "valid_dialogue.json"
+    valid.write_text(valid.read_text(encoding="utf-8")[:300], encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(samples_copy)
+    assert "valid_dialogue.json: not valid JSON" in str(info.value) and "holds no dialogue" not in str(info.value)
+    assert sum("valid_dialogue.json" in str(i) for i in info.value.report.errors) == 1
     assert cli(["data", "validate", str(tmp_path / "nowhere")]) == 2
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,6 +1,7 @@
 """Pre-training, LoRA instruction tuning, save/load through --base-model, resume, inference edges."""
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,14 @@ def test_lora_run_outputs(lora_run, corpus):
     assert outs[1] == outs[2]
     # the candidates' popularity (counted over the train split it learned from) travels with the model
     train = [s for s in build_samples(corpus, "train") if s.task != "recommend" or s.candidates]
-    assert LLM.load(lora_run).settings.candidate_popularity == popularity_counts(train, corpus.behaviours) != {}
+    loaded = LLM.load(lora_run)
+    assert loaded.settings.candidate_popularity == popularity_counts(train, corpus.behaviours) != {}
+    # so do the letter prior of its train answers and the weight fitted on valid, reported beside test
+    fit = json.loads((lora_run / "test_metrics.json").read_text())["recommend_prior"]
+    assert loaded.settings.recommend_prior == pytest.approx(fit["prior"]) and len(fit["prior"]) == 20
+    assert loaded.settings.recommend_prior_weight == fit["weight"]
+    assert fit["valid_accuracy"][str(fit["weight"])] == max(fit["valid_accuracy"].values())
+    assert fit["test_accuracy"][str(fit["weight"])] == pytest.approx(metrics["recommend"]["all"]["accuracy"], abs=1e-4)
 
 
 def test_resume_continues_the_run(lora_run, base_run, tiny_corpus_dir):
@@ -244,11 +252,46 @@ def test_task_methods_and_empty_inputs(tiny_llm, corpus, caplog):
     assert isinstance(tags[0], list) and "over the context length" in caplog.text
     rec = next(s for s in build_samples(corpus, "test", ["recommend"]) if s.candidates)
     choice = tiny_llm.recommend([rec], corpus.items)[0]
-    assert choice is None or choice in rec.candidates
+    assert choice in rec.candidates
     assert isinstance(tiny_llm.elicit([make_sample("elicit", ctx[:1])])[0], list)
     assert isinstance(tiny_llm.respond([make_sample("respond", ctx[:1], needs=[("品类", "面霜")])])[0], str)
     rows = tiny_llm.predict(build_samples(corpus, "test")[:6], corpus.items)
     assert all({"key", "task", "prediction"} <= set(r) for r in rows)
+
+
+def test_letter_scores_are_the_answers_first_token_and_batching_keeps_them(tiny_llm, corpus):
+    from uneed.tasks import letters
+
+    recs = [s for s in build_samples(corpus, "test", ["recommend"]) if s.candidates][:5]
+    together = tiny_llm.letter_scores(recs, corpus.items, batch_size=5)
+    alone = [tiny_llm.letter_scores([r], corpus.items)[0] for r in recs]
+    for a, b, r in zip(together, alone, recs):
+        assert len(a) == len(tiny_llm.lettered(r, None)) and a == pytest.approx(b, abs=1e-4)
+        assert sum(torch.tensor(a).exp()) == pytest.approx(1.0, abs=1e-4)
+    # with no prior the choice is the letter greedy decoding allowed only those letters would write
+    ids = [tiny_llm.tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in letters(20)]
+    for r, scores in zip(recs, together):
+        prompt = tiny_llm.prompt_for(r, corpus.items)
+        with torch.inference_mode():
+            logits = tiny_llm.model(**tiny_llm.tokenizer(prompt, return_tensors="pt")).logits[0, -1]
+        n = len(scores)
+        assert int(logits[ids[:n]].argmax()) == max(range(n), key=scores.__getitem__)
+        assert tiny_llm.recommend([r], corpus.items)[0] == tiny_llm.lettered(r, None)[int(logits[ids[:n]].argmax())]
+
+
+def test_letter_prior_and_its_fitted_weight():
+    from llm.letters import choose, fit_prior_weight, position_prior
+
+    prior = position_prior([0, 0, 0, 1, None, 7], n=4)  # 7: past the letters; None: no gold
+    assert [round(math.exp(p) * 8, 6) for p in prior] == [4, 2, 1, 1]  # add-one counts over 4 + 4
+    assert choose([-1.0, -0.5, -3.0], prior, 0.0) == 1  # the model alone
+    assert choose([-1.0, -0.5, -3.0], prior, 1.0) == 0  # -1 + log 4/8 > -0.5 + log 2/8
+    # rows: the model is right off A once and wrong off A twice; A is gold in two of them
+    rows = [([-2.0, -0.1], 1), ([-0.9, -0.6], 0), ([-0.8, -0.7], 0)]
+    weight, by_weight = fit_prior_weight(rows, position_prior([0, 0, 0], n=2), weights=(0.0, 0.5, 4.0))
+    assert by_weight == {0.0: pytest.approx(1 / 3), 0.5: pytest.approx(1.0), 4.0: pytest.approx(2 / 3)}
+    assert weight == 0.5
+    assert fit_prior_weight([([-2.0, -0.1], 1)], prior[:2], weights=(0.0, 1.0))[0] == 0.0  # ties: the smallest
 
 
 def test_cross_fitting_trains_without_the_held_out_fold_and_predicts_only_it(base_run, tiny_corpus_dir, corpus,

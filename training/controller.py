@@ -17,7 +17,7 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
@@ -28,6 +28,7 @@ from uneed.baselines import MajorityElicitor
 from uneed.errors import PresalesError
 
 log = logging.getLogger("training.controller")
+CALL_CHECK_STEPS = 120  # test lookup and reply steps scored (of 177 and 272 on data/small)
 ANSWER_TOKENS = 128  # what the chat model leaves for its answer (PresalesChatModel.max_new_tokens)
 
 
@@ -101,9 +102,11 @@ def majority_baseline(train: Sequence[TraceStep], test: Sequence[TraceStep]) -> 
 
 
 def predict_calls(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_format: str = "json",
-                  batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS) -> list[list[dict]]:
-    """Generate the controller's message at each step, prompted as the chat model prompts it, and parse its calls."""
-    from llm.parsing import parse_tool_calls
+                  batch_size: int = 8, max_new_tokens: int = ANSWER_TOKENS, calls_only: bool = False
+                  ) -> list[list[dict]]:
+    """Generate the controller's message at each step, prompted as the chat model prompts it, and parse its
+    calls; calls_only: a message stops once it can no longer open with a tool call (its text is not read)."""
+    from llm.parsing import TOOL_OPEN, parse_tool_calls
 
     from llm.chat_model import fit_messages, render_messages
 
@@ -116,7 +119,8 @@ def predict_calls(llm, steps: Sequence[TraceStep], tools: Sequence[dict], tool_f
 
     prompts = [render_messages(fit_messages(s.messages, tools, count, llm.max_context - max_new_tokens, template,
                                             tool_format)[0], tools, template, tool_format=tool_format) for s in steps]
-    texts = llm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    texts = llm.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         stop_unless_opens_with=TOOL_OPEN if calls_only else None)
     return [parse_tool_calls(t, names).tool_calls for t in texts]
 
 
@@ -151,18 +155,19 @@ def build_examples(steps: Sequence[TraceStep], tokenizer, settings, tools: Seque
     return out
 
 
-def sample_steps(steps: list[TraceStep], n: int, seed: int, decide_share: float = 0.0,
-                 opening_share: float = 0.0) -> list[TraceStep]:
-    """A seeded sample of n steps (all when n <= 0); with decide_share, at least that share of the sample
-    (as far as there are enough) is 'decide' steps: the ones that carry the controller's choice; with
-    opening_share, at least that share is turn openings ('extract' steps: read the new message first)."""
+def sample_steps(steps: list[TraceStep], n: int, seed: int, shares: Mapping[str, float] | None = None
+                 ) -> list[TraceStep]:
+    """A seeded sample of n steps (all when n <= 0); `shares` {kind: share}: at least that share of the
+    sample (as far as there are enough) is steps of that kind ('decide': the ask/recommend choices,
+    'extract': turn openings, 'lookup': reading the ranking's first item, 'reply': writing the answer);
+    the rest is drawn from all the others."""
     if n <= 0 or n >= len(steps):
         return steps
     rng = random.Random(seed)
     chosen: list[TraceStep] = []
-    for kind, share in (("decide", decide_share), ("extract", opening_share)):
+    for kind, share in (shares or {}).items():
         of_kind = [s for s in steps if s.kind == kind]
-        chosen += rng.sample(of_kind, min(len(of_kind), round(n * share)))
+        chosen += rng.sample(of_kind, min(len(of_kind), int(n * share + 1e-9), n - len(chosen)))
     taken = {id(s) for s in chosen}
     rest = [s for s in steps if id(s) not in taken]
     chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
@@ -195,6 +200,10 @@ class ControllerTrainArgs:
                                                                 "decisions (the rest: extract, lookup, reply)"})
     opening_share: float = field(default=0.0, metadata={"help": "share of the sampled train steps that are turn "
                                                                   "openings, where extract_needs is called first"})
+    lookup_share: float = field(default=0.0, metadata={"help": "share of the sampled train steps that read the "
+                                                                 "ranking's first item (lookup_item after recommend_items)"})
+    reply_share: float = field(default=0.0, metadata={"help": "share of the sampled train steps where the answer is "
+                                                                "the reply to the shopper, with no tool call"})
     max_valid_samples: int = field(default=200, metadata={"help": "trace steps for the validation loss (0: all)"})
     max_test_decisions: int = field(default=0, metadata={"help": "test decision points scored (0: all)"})
     max_minutes: float = field(default=14.0, metadata={"help": "stop training after this many minutes (0: none)"})
@@ -211,9 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.tool_format not in TOOL_FORMATS:
         raise PresalesError(f"--tool-format must be one of {', '.join(TOOL_FORMATS)}, got {args.tool_format!r}")
-    if not (0 <= args.decide_share <= 1 and 0 <= args.opening_share <= 1 and args.decide_share + args.opening_share <= 1):
-        raise PresalesError(f"--decide-share and --opening-share must be in [0, 1] and add up to at most 1, got "
-                            f"{args.decide_share} and {args.opening_share}")
+    shares = step_shares(args)
+    if not (all(0 <= v <= 1 for v in shares.values()) and sum(shares.values()) <= 1 + 1e-9):
+        raise PresalesError("--decide-share, --opening-share, --lookup-share and --reply-share must be in [0, 1] and "
+                            f"add up to at most 1, got {', '.join(str(v) for v in shares.values())}")
     if args.lora_r < 0:
         raise PresalesError(f"--lora-r must be 0 (full fine-tuning) or a LoRA rank, got {args.lora_r}")
     from training.distributed import launched
@@ -221,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if launched():
         raise PresalesError("train controller runs in one process (seconds to minutes); start it without torchrun")
     return train_controller(args)
+
+
+def step_shares(args: ControllerTrainArgs) -> dict[str, float]:
+    """The least share of each kind of trace step in the training sample (sample_steps)."""
+    return {"decide": args.decide_share, "extract": args.opening_share, "lookup": args.lookup_share,
+            "reply": args.reply_share}
 
 
 def train_controller(args: ControllerTrainArgs) -> int:
@@ -251,7 +267,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
     tools = tool_schemas()
 
     train_steps = sample_steps(corpus_traces(corpus, "train", args.seed), args.max_train_samples, args.seed,
-                               args.decide_share, args.opening_share)
+                               step_shares(args))
     valid_steps = sample_steps(corpus_traces(corpus, "valid", args.seed), args.max_valid_samples, args.seed)
     train_ex = build_examples(train_steps, tokenizer, settings, tools, args.tool_format)
     valid_ex = build_examples(valid_steps, tokenizer, settings, tools, args.tool_format)
@@ -312,28 +328,44 @@ def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: i
     """Ask-vs-recommend accuracy on the test split's decision points, beside the majority, and at the asks
     how often the controller left the attribute to the CRS (as the traces do: the choice is then the CRS's,
     scored end to end by the replay's ask F1) or named a right one itself;
-    and at the opening of each user turn (the 'extract' steps), the share where the controller's first
+    at the opening of each user turn (the 'extract' steps), the share where the controller's first
     call reads the new message (extract_needs), as the traces do: a controller that skips it decides on
-    needs it never read, which the decision points (gold extract results in the prompt) do not show."""
+    needs it never read, which the decision points (gold extract results in the prompt) do not show;
+    after recommend_items (the 'lookup' steps), the share where it reads the first item (lookup_item);
+    and where the traces reply (the 'reply' steps), the share where it writes the reply and calls no tool:
+    a controller that calls on instead loops until the graph's step bound hands the turn to the CRS."""
     steps = corpus_traces(corpus, "test", seed)
-    decisions = [s for s in steps if s.kind == "decide"]
-    openings = [s for s in steps if s.kind == "extract"]
+    by_kind = {kind: [s for s in steps if s.kind == kind] for kind in ("decide", "extract", "lookup", "reply")}
+    # lookups and replies: a seeded sample (a reply step's prompt carries the whole turn: the slowest to score)
+    by_kind.update({kind: sample_steps(by_kind[kind], CALL_CHECK_STEPS, seed) for kind in ("lookup", "reply")})
     if max_decisions:
-        decisions = sample_steps(decisions, max_decisions, seed)
-        openings = sample_steps(openings, max_decisions, seed)
+        by_kind = {kind: sample_steps(of_kind, max_decisions, seed) for kind, of_kind in by_kind.items()}
+    decisions = by_kind["decide"]
     tools = tool_schemas()
     predictions = predict_decisions(llm, decisions, tools, tool_format, batch_size)
     ours = score(decisions, predictions).as_dict()
-    opening_calls = predict_calls(llm, openings, tools, tool_format, batch_size)
-    reads = sum(bool(calls) and calls[0]["name"] == "extract_needs" for calls in opening_calls)
-    ours["turn_opening_n"] = len(openings)
-    ours["turn_opening_extract"] = reads / len(openings) if openings else 0.0
+
+    def first_call_share(kind: str, name: str | None) -> float:
+        """Share of the kind's steps whose first call is `name` (None: that call no tool)."""
+        of_kind = by_kind[kind]
+        calls = predict_calls(llm, of_kind, tools, tool_format, batch_size, calls_only=True)
+        hits = sum((c[0]["name"] == name) if c else name is None for c in calls)
+        return hits / len(of_kind) if of_kind else 0.0
+
+    ours["turn_opening_n"] = len(by_kind["extract"])
+    ours["turn_opening_extract"] = first_call_share("extract", "extract_needs")
+    ours["lookup_n"] = len(by_kind["lookup"])
+    ours["lookup_first"] = first_call_share("lookup", "lookup_item")
+    ours["reply_n"] = len(by_kind["reply"])
+    ours["reply_without_call"] = first_call_share("reply", None)
     majority = majority_baseline(corpus_traces(corpus, "train", seed), decisions).as_dict()
     log.info("controller on %d test decisions: ask/recommend accuracy %.3f (majority %.3f); at %d asks it left the "
              "attribute to the CRS %.3f of the time, named a right one %.3f (majority %.3f); first call extract_needs "
-             "at %.3f of %d turn openings", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
+             "at %.3f of %d turn openings, lookup_item at %.3f of %d lookups; replied without a call at %.3f of %d "
+             "replies", ours["n"], ours["decision_accuracy"], majority["decision_accuracy"],
              ours["ask_n"], ours["attribute_left_to_crs"], ours["attribute_accuracy"], majority["attribute_accuracy"],
-             ours["turn_opening_extract"], len(openings))
+             ours["turn_opening_extract"], ours["turn_opening_n"], ours["lookup_first"], ours["lookup_n"],
+             ours["reply_without_call"], ours["reply_n"])
     return {"controller": ours, "majority_baseline": majority, "tool_format": tool_format}
 
 

@@ -37,6 +37,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from llm.model import plain_lm_head
 from training import distributed
 from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches, load_trainer_state, save_trainer_state
 from training.runtime import RunDir, autocast, pick_device, replace_dir, set_seed, staging_dir
@@ -429,6 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     replace_dir(tmp, final)
     del model, optimizer
     llm = LLM.load(final, device=str(device), trust_remote_code=args.trust_remote_code, merge_adapters=True)
+    prior_fit = None
+    if "recommend" in args.tasks:
+        prior_fit = fit_recommend_prior(llm, train_pool, splits["valid"], corpus.items, crs_all, crs["valid"],
+                                        args.eval_batch_size)
+        adapter_info["prompt"] = llm.settings.to_dict()
+        save_llm_config(final, **adapter_info)
     if args.merge and not full:  # a fully fine-tuned model is already whole
         tmp = staging_dir(run.path / "merged")
         llm.model.save_pretrained(tmp)
@@ -454,7 +461,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = write_predictions(run.path / f"predictions_{split}.jsonl", rows)
         log.info("wrote %d %s predictions", n, split)
         results[split] = metrics
+    if prior_fit is not None:
+        prior_fit["test_accuracy"] = recommend_accuracy_by_weight(llm, predict["test"], corpus.items, crs["test"],
+                                                                  args.eval_batch_size)
+        log.info("recommend: test accuracy by prior weight (reported, not used to choose): %s",
+                 prior_fit["test_accuracy"])
     test = {"metrics": results["test"], "n_samples": len(predict["test"]), "crs_assisted": crs_all is not None,
+            "recommend_prior": prior_fit,
             "note": "recommend: accuracy on the <=20 lettered candidates (an LLM names one item; hit@5/mrr@5 "
                     "undefined); respond: char bleu-1/2, distinct-1/2; groups: 'all' and each domain"}
     run.write_json("test_metrics.json", test)
@@ -470,14 +483,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# decoders whose logits are exactly the LM head over the body's last hidden state (no scaling or capping)
-PLAIN_HEAD_MODELS = ("qwen2", "qwen3", "llama", "mistral")
+# ------------------------------------------------------------------------------------ recommendation prior
+def gold_letters(llm, samples, crs_predictions) -> list[int | None]:
+    """The gold candidate's letter index in each recommendation sample's prompt (None: not among them)."""
+    out = []
+    for s in samples:
+        order = llm.lettered(s, crs_predictions)
+        out.append(order.index(s.target) if s.target in order else None)
+    return out
+
+
+def letter_rows(llm, samples, items, crs_predictions, batch_size: int) -> list[tuple[list[float], int | None]]:
+    samples = [s for s in samples if s.task == "recommend" and s.candidates]
+    return list(zip(llm.letter_scores(samples, items, crs_predictions, batch_size),
+                    gold_letters(llm, samples, crs_predictions)))
+
+
+def fit_recommend_prior(llm, train_samples, valid_samples, items, crs_train, crs_valid, batch_size: int) -> dict:
+    """Set the LLM's letter-position prior (from the train samples' answers, lettered as its prompts letter
+    them) and its weight (llm.letters.fit_prior_weight on the valid split); returns what was fitted."""
+    from llm.letters import fit_prior_weight, position_prior
+    from uneed.tasks.llm_format import MAX_CANDIDATES
+
+    train_recs = [s for s in train_samples if s.task == "recommend" and s.candidates]
+    prior = position_prior(gold_letters(llm, train_recs, crs_train), MAX_CANDIDATES)
+    llm.settings.recommend_prior, llm.settings.recommend_prior_weight = prior, 0.0
+    rows = letter_rows(llm, valid_samples, items, crs_valid, batch_size)
+    if not rows:
+        log.warning("recommend: no valid recommendation samples to fit the letter prior's weight on: weight 0")
+        return {"weight": 0.0, "valid_accuracy": {}, "valid_n": 0, "train_n": len(train_recs)}
+    weight, by_weight = fit_prior_weight(rows, prior)
+    llm.settings.recommend_prior_weight = weight
+    log.info("recommend: letter prior from %d train answers (A %.2f, B %.2f, C %.2f); weight %.2f fitted on %d "
+             "valid samples, valid accuracy by weight %s", len(train_recs), *(math.exp(p) for p in prior[:3]), weight,
+             len(rows), {w: round(a, 3) for w, a in by_weight.items()})
+    return {"weight": weight, "valid_accuracy": by_weight, "valid_n": len(rows), "train_n": len(train_recs),
+            "prior": prior}
+
+
+def recommend_accuracy_by_weight(llm, samples, items, crs_predictions, batch_size: int) -> dict[float, float]:
+    from llm.letters import PRIOR_WEIGHTS, accuracy
+
+    rows = letter_rows(llm, samples, items, crs_predictions, batch_size)
+    return {w: round(accuracy(rows, llm.settings.recommend_prior, w), 4) for w in PRIOR_WEIGHTS}
 
 
 def head_on_answers_only(model) -> bool:
     """Whether answer_loss may run the LM head only where an answer token is predicted."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base.config, "model_type", None) in PLAIN_HEAD_MODELS and base.get_output_embeddings() is not None
+    return plain_lm_head(model)
 
 
 def answer_loss(model, batch: dict, keep_logits: bool = True) -> tuple[torch.Tensor, int]:

@@ -266,13 +266,18 @@ def _corpus_problems(root: Path, dialogues: dict[str, list[Dialogue]], items: di
     dialogues are all invalid is left to the errors that say why)."""
     problems = []
     skipped = {file for file, _ in report.skipped_dialogues}
+    # a file that could not be read at all (broken JSON, not UTF-8, not a list): its own error says why
+    unreadable = {i.file: i for i in report.issues if i.severity == ERROR and i.sid is None and not i.field}
     for split in ("train", "valid"):
         if split == "valid" and ALLOW_NO_VALID in allow:
             continue
+        file = f"{split}_dialogue.json"
         if split not in dialogues:
-            problems.append(Issue(f"{split}_dialogue.json", "missing split file"))
-        elif not dialogues[split] and f"{split}_dialogue.json" not in skipped:
-            problems.append(Issue(f"{split}_dialogue.json", "the split holds no dialogue"))
+            problems.append(Issue(file, "missing split file"))
+        elif file in unreadable:
+            problems.append(unreadable[file])
+        elif not dialogues[split] and file not in skipped:
+            problems.append(Issue(file, "the split holds no dialogue"))
     if not items and ALLOW_NO_ITEM_KG not in allow:
         problems.append(Issue("item_kg.txt", "no item knowledge (the file is empty or holds only its header)"))
     return problems
@@ -315,7 +320,7 @@ def load_corpus(root: str | os.PathLike, skip_invalid: bool = False, candidate_s
     if require_splits:
         problems = _corpus_problems(root, dialogues, items, allow, report)
         if problems:
-            report.issues.extend(problems)
+            report.issues.extend(p for p in problems if p not in report.issues)
             raise CorpusError(report, f"{root} cannot be trained on: " + "; ".join(
                 f"{p.file}: {p.message}" for p in problems) + " (see --allow-no-valid / --allow-no-item-kg)")
 
