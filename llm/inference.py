@@ -489,7 +489,7 @@ class LLM:
                 crs_predictions: Mapping[str, object] | None = None, batch_size: int = 8,
                 progress: bool = False) -> list[dict]:
         """Prediction-file rows {key, task, prediction, raw}: text for understand/elicit/respond,
-        [item_id] (or []) for recommend - what uneed.tasks.write_predictions writes."""
+        [item_id] for recommend (raw: its letter) - what uneed.tasks.write_predictions writes."""
         from uneed.tasks import letters
 
         samples = list(samples)

@@ -346,7 +346,7 @@ def evaluate_controller(llm, corpus, tool_format: str = "json", max_decisions: i
     ours = score(decisions, predictions).as_dict()
 
     def first_call_share(kind: str, name: str | None) -> float:
-        """Share of the kind's steps whose first call is `name` (None: that call no tool)."""
+        """Share of the kind's steps whose first call is `name` (None: whose message calls no tool)."""
         of_kind = by_kind[kind]
         calls = predict_calls(llm, of_kind, tools, tool_format, batch_size, calls_only=True)
         hits = sum((c[0]["name"] == name) if c else name is None for c in calls)
