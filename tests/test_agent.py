@@ -425,7 +425,7 @@ def test_controller_figures_show_a_controller_that_never_reads_the_message(corpu
         def __init__(self, call):
             self.call = call
 
-        def generate(self, prompts, max_new_tokens, batch_size):
+        def generate(self, prompts, max_new_tokens, batch_size, stop_unless_opens_with=None):
             return [self.call] * len(prompts)
 
     recommender = evaluate_controller(Scripted(format_tool_call("recommend_items", {})), corpus, "compact", 8)
@@ -443,6 +443,14 @@ def test_controller_figures_show_a_controller_that_never_reads_the_message(corpu
     assert ours["ask_n"] > 0 and ours["attribute_left_to_crs"] == 1.0 and ours["attribute_accuracy"] == 0.0
     assert majority["attribute_left_to_crs"] == 0.0
     assert recommender["controller"]["attribute_left_to_crs"] == 0.0  # it never asks
+    # after recommend_items the traces read the first item; where they reply, they call nothing
+    looker = evaluate_controller(Scripted(format_tool_call("lookup_item", {"rank": 1})), corpus, "compact", 8)
+    talker = evaluate_controller(Scripted("亲，这款很适合您"), corpus, "compact", 8)
+    for run in (recommender, looker, talker):
+        assert run["controller"]["lookup_n"] == run["controller"]["reply_n"] == 8
+    assert recommender["controller"]["lookup_first"] == 0.0 and looker["controller"]["lookup_first"] == 1.0
+    assert recommender["controller"]["reply_without_call"] == looker["controller"]["reply_without_call"] == 0.0
+    assert talker["controller"]["reply_without_call"] == 1.0 and talker["controller"]["lookup_first"] == 0.0
 
 
 def test_controller_full_fine_tuning_trains_every_weight(agent_run, tiny_corpus_dir, tmp_path):
