@@ -57,7 +57,7 @@ def bench(run: str, kind: str, dialogues: int) -> dict:
 
     def llm_timed(*a, **k):
         llm = llm_load(*a, **k)
-        watch.wrap(llm, "llm", ["generate"])
+        watch.wrap(llm, "llm", ["generate", "letter_scores"])
         return llm
 
     CRS.load, LLM.load = crs_timed, llm_timed

@@ -18,9 +18,11 @@ Run directory:
     config.yaml, log.jsonl (per epoch: train_loss, valid_loss, valid/<task>/<metric>), curves.png
     checkpoint/       latest adapter + optimizer state, for --resume
     best/             adapter with the lowest validation loss
-    adapter/          the final adapter (= best) + tokenizer + presales_llm.json (base model, prompt settings)
+    adapter/          the final adapter (= best) + tokenizer + presales_llm.json (base model, prompt settings,
+                      with the recommendation's letter prior and its weight fitted on valid: llm/letters.py)
     merged/           with --merge: base + adapter merged, a plain HF model directory
-    test_metrics.json test-split metrics of the four tasks, overall and per category
+    test_metrics.json test-split metrics of the four tasks, overall and per category; recommend_prior: the
+                      fitted weight, valid accuracy at each weight, and test accuracy at each (not used to choose)
     predictions_{split}.jsonl   LLM predictions (LLM assisting CRS); recommend -> [item_id].
                       valid and test by default (--predict-splits); train only with --predict-train N
                       (N samples, -1 for all; 4-task generation over the whole train split is slow).
