@@ -88,7 +88,8 @@ class PromptSettings:
     # plus recommend_prior_weight x the log share of train answers at that letter (recommend_prior, A first).
     # The weight is fitted on the valid split after training (llm.letters.fit_prior_weight; 0: the model
     # alone). The embedded LLM's choices off A were right 1 time in 35 on test while A was right 0.23 of the
-    # time: the fitted weight keeps it on A unless it is sure (README, the LLM).
+    # time; fitted, its weight (0.5) makes it answer A, the most popular candidate not shown, every time
+    # (README, the LLM).
     recommend_prior: list[float] = field(default_factory=list)
     recommend_prior_weight: float = 0.0
     # greedy decoding of a task's output never repeats an n-gram of it (0: off): the embedded LLM's replies
