@@ -513,7 +513,7 @@ def fit_recommend_prior(llm, train_samples, valid_samples, items, crs_train, crs
     rows = letter_rows(llm, valid_samples, items, crs_valid, batch_size)
     if not rows:
         log.warning("recommend: no valid recommendation samples to fit the letter prior's weight on: weight 0")
-        return {"weight": 0.0, "valid_accuracy": {}, "valid_n": 0, "train_n": len(train_recs)}
+        return {"weight": 0.0, "valid_accuracy": {}, "valid_n": 0, "train_n": len(train_recs), "prior": prior}
     weight, by_weight = fit_prior_weight(rows, prior)
     llm.settings.recommend_prior_weight = weight
     log.info("recommend: letter prior from %d train answers (A %.2f, B %.2f, C %.2f); weight %.2f fitted on %d "
