@@ -58,6 +58,20 @@ def _device(requested: str | None):
     return torch.device(requested)
 
 
+def _left_padded(rows: Sequence[Sequence[int]], pad: int):
+    """(input_ids, attention_mask) of token rows padded on the left to the longest: every row ends at the
+    last position, where generation continues and a recommendation's letter is read."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
 def resolve_model_dir(path: str | Path) -> tuple[Path, str]:
     """(directory, 'adapter' | 'model') for a run dir, an adapter dir or a plain HF model dir."""
     path = Path(path)
@@ -247,6 +261,12 @@ class LLM:
         return self._token_texts
 
     @property
+    def pad_id(self) -> int:
+        """The token left padding fills with (the EOS where the tokenizer has no pad token)."""
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+    @property
     def max_context(self) -> int:
         return int(self.settings.max_length)
 
@@ -282,7 +302,7 @@ class LLM:
                             limit)
                 ids = ids[-limit:]
             encoded.append(ids)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        pad = self.pad_id
         eos = tok.eos_token_id
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
@@ -298,13 +318,8 @@ class LLM:
             if span_values_of is not None:
                 allowed_row = SpanValues(tok, [span_values_of[i] for i in batch], self.token_texts(),
                                          [eos] if eos is not None else [])
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                n = len(encoded[i])
-                ids[row, width - n:] = torch.tensor(encoded[i])
-                mask[row, width - n:] = 1
+            ids, mask = _left_padded([encoded[i] for i in batch], pad)
+            width = ids.shape[1]
             if lean is not None:
                 gen = lean.generate(ids.to(self.device), mask.to(self.device), max_new_tokens, eos, pad, stop_row,
                                     force_row, self.bf16_prefill, no_repeat_ngram, allowed_row)
@@ -362,12 +377,7 @@ class LLM:
         for i, s in enumerate(samples):
             by_task.setdefault(s.task, []).append(i)
         for task, idx in by_task.items():
-            cuts: list = []
-            prompts = [self.prompt_for(samples[i], items, (crs_predictions or {}).get(samples[i].key), cuts)
-                       for i in idx]
-            if cuts:
-                log.info("%s: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
-                         "dialogue, e.g. %s: %s", task, len(cuts), len(idx), self.max_context, *cuts[0])
+            prompts = self._task_prompts(task, [samples[i] for i in idx], items, crs_predictions)
             spans = [samples[i].current.text for i in idx] \
                 if task == "understand" and self.settings.span_values else None
             texts = self.generate(prompts, self.settings.new_tokens(task), batch_size, progress,
@@ -375,6 +385,16 @@ class LLM:
             for i, t in zip(idx, texts):
                 out[i] = t
         return out
+
+    def _task_prompts(self, task: str, samples: Sequence[TaskSample], items: Mapping[str, Item] | None,
+                      crs_predictions: Mapping[str, object] | None) -> list[str]:
+        """The prompts of one task's samples; those cut to fit the context are summed up in one log line."""
+        cuts: list = []
+        prompts = [self.prompt_for(s, items, (crs_predictions or {}).get(s.key), cuts) for s in samples]
+        if cuts:
+            log.info("%s: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
+                     "dialogue, e.g. %s: %s", task, len(cuts), len(samples), self.max_context, *cuts[0])
+        return prompts
 
     def _check_task(self, samples: Sequence[TaskSample], task: str) -> None:
         wrong = [s.key for s in samples if s.task != task]
@@ -420,28 +440,17 @@ class LLM:
         if not samples:
             return []
         self._check_task(samples, "recommend")
-        cuts: list = []
-        prompts = [self.prompt_for(s, items, (crs_predictions or {}).get(s.key), cuts) for s in samples]
-        if cuts:
-            log.info("recommend: %d of %d prompts over the context length (%d tokens) were cut from the left of the "
-                     "dialogue, e.g. %s: %s", len(cuts), len(samples), self.max_context, *cuts[0])
+        prompts = self._task_prompts("recommend", samples, items, crs_predictions)
         sizes = [len(self.lettered(s, crs_predictions)) for s in samples]
         letter_ids = letter_token_ids(self.tokenizer, max(sizes))
         encoded = [self.tokenizer(p, add_special_tokens=True, verbose=False)["input_ids"][-self.max_context:]
                    for p in prompts]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else \
-            (self.tokenizer.eos_token_id or 0)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[list[float]] = [[] for _ in samples]
         bar = progress_bar(total=len(encoded), desc="letters", leave=False) if progress else None
         for start in range(0, len(order), max(1, batch_size)):
             batch = order[start:start + max(1, batch_size)]
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding: every prompt ends at the last position
-                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]):] = 1
+            ids, mask = _left_padded([encoded[i] for i in batch], self.pad_id)  # every prompt ends last
             positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate() numbers a left-padded prompt
             inputs = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                           position_ids=positions.to(self.device))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llm.inference import LLM, make_sample
-from llm.model import build_embedded_model, build_tokenizer, corpus_texts, load_base
+from llm.model import build_embedded_model, build_tokenizer, corpus_texts, load_base, plain_lm_head
 from llm.prompts import PromptSettings
 from training import llm as train_llm
 from training import llm_base
@@ -196,7 +196,7 @@ def test_short_lora_run_lowers_the_loss(corpus, base_run):
 def test_answer_loss_on_answer_positions_only_equals_the_full_loss(corpus, base_run):
     """The LM head run only where an answer token is predicted gives the loss of the full forward pass."""
     base, tok = load_base(base_run)
-    assert train_llm.head_on_answers_only(base)
+    assert plain_lm_head(base)
     samples = build_samples(corpus, "train", ["understand", "respond"])[:6]
     examples, _ = train_llm.build_examples(samples, corpus.items, tok, PromptSettings(max_length=256), {})
     batch = train_llm.collate_batch(examples, range(len(examples)), tok.pad_token_id, torch.device("cpu"))

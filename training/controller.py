@@ -246,8 +246,8 @@ def train_controller(args: ControllerTrainArgs) -> int:
     from peft import LoraConfig, get_peft_model
 
     from llm.inference import LLM
-    from llm.model import save_llm_config
-    from training.llm import answer_loss, collate_batch, examples_loss, head_on_answers_only
+    from llm.model import plain_lm_head, save_llm_config
+    from training.llm import answer_loss, collate_batch, examples_loss
     from training.loop import Epoch, TrainLoop, cosine_schedule, length_batches
     from training.runtime import RunDir, pick_device, replace_dir, set_seed, staging_dir
     from uneed.corpus import load_corpus
@@ -283,7 +283,7 @@ def train_controller(args: ControllerTrainArgs) -> int:
         model.requires_grad_(True)
     model.to(device)
     model.train()
-    keep_logits = head_on_answers_only(model)
+    keep_logits = plain_lm_head(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)

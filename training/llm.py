@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s: %.3fM trainable of %.2fM parameters; device %s%s", "full fine-tuning" if full else "LoRA",
              count_parameters(model, True) / 1e6, count_parameters(model) / 1e6, device, " (bf16)" if use_bf16 else "")
 
-    keep_logits = head_on_answers_only(model)
+    keep_logits = plain_lm_head(model)  # the LM head only where an answer token is predicted
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_ex) / args.batch_size) / args.grad_accum)
@@ -528,11 +528,6 @@ def recommend_accuracy_by_weight(llm, samples, items, crs_predictions, batch_siz
 
     rows = letter_rows(llm, samples, items, crs_predictions, batch_size)
     return {w: round(accuracy(rows, llm.settings.recommend_prior, w), 4) for w in PRIOR_WEIGHTS}
-
-
-def head_on_answers_only(model) -> bool:
-    """Whether answer_loss may run the LM head only where an answer token is predicted."""
-    return plain_lm_head(model)
 
 
 def answer_loss(model, batch: dict, keep_logits: bool = True) -> tuple[torch.Tensor, int]:
